@@ -1,0 +1,9 @@
+select
+    child.category_code,
+    child.category_name,
+    child.level as category_level,
+    coalesce(parent.category_code, child.category_code) as top_category_code,
+    coalesce(parent.category_name, child.category_name) as top_category_name
+from {{ ref('categories') }} as child
+left join {{ ref('categories') }} as parent
+    on child.parent_code = parent.category_code

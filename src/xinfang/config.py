@@ -1,0 +1,116 @@
+"""Runtime settings, read once from the environment.
+
+Every path the platform writes to hangs off two folders: the data folder
+(embedded PostgreSQL, landing files, Airflow metadata, secrets) and the output
+folder (PDFs, extracts, outbox, quality summaries). Both default to folders in
+the project checkout so a fresh clone works without configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+BUREAU_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _find_project_root() -> Path:
+    if env := os.environ.get("XINFANG_HOME"):
+        return Path(env).resolve()
+    # Editable install: src/xinfang/config.py -> project root is two levels up from src.
+    candidate = Path(__file__).resolve().parents[2]
+    if (candidate / "dbt_project").is_dir():
+        return candidate
+    return Path.cwd().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_root: Path
+    data_dir: Path
+    output_dir: Path
+    database_url_override: str | None
+    smtp_host: str | None
+    smtp_port: int
+    smtp_sender: str
+    bureau_name: str
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def hotline_landing_dir(self) -> Path:
+        return self.landing_dir / "hotline"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pg" / "pgdata"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.data_dir / "airflow"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_root / "dbt_project"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        return self.dbt_project_dir / "target"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.project_root / "report_templates"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_root / "expectations"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_root / "dags"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.output_dir / "outbox"
+
+    @property
+    def recipients_file(self) -> Path:
+        return Path(os.environ.get("XINFANG_RECIPIENTS_FILE", self.project_root / "config" / "recipients.yml"))
+
+    @cached_property
+    def pii_key(self) -> bytes:
+        """Key of the keyed hash (HMAC-SHA256) that pseudonymises people.
+
+        Production passes it in XINFANG_PII_KEY (from a secrets backend). A
+        development machine gets a random key kept in the data folder, never in
+        the repository, so pseudonyms are stable across runs on that machine.
+        """
+        if env := os.environ.get("XINFANG_PII_KEY"):
+            return env.encode()
+        key_file = self.data_dir / "secrets" / "pii.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.parent.chmod(0o700)
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip().encode()
+
+
+def get_settings() -> Settings:
+    root = _find_project_root()
+    return Settings(
+        project_root=root,
+        data_dir=Path(os.environ.get("XINFANG_DATA_DIR", root / "data")).resolve(),
+        output_dir=Path(os.environ.get("XINFANG_OUTPUT_DIR", root / "output")).resolve(),
+        database_url_override=os.environ.get("XINFANG_DATABASE_URL") or None,
+        smtp_host=os.environ.get("XINFANG_SMTP_HOST") or None,
+        smtp_port=int(os.environ.get("XINFANG_SMTP_PORT", "25")),
+        smtp_sender=os.environ.get("XINFANG_SMTP_SENDER", "xinfang-dw@xfj.example.gov.cn"),
+        bureau_name=os.environ.get("XINFANG_BUREAU_NAME", "市信访局"),
+    )

@@ -1,0 +1,1 @@
+"""Loading source-system data into the warehouse's raw layer."""

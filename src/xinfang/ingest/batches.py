@@ -1,0 +1,150 @@
+"""Load-batch bookkeeping shared by every source: checksums, quarantine, reconciliation.
+
+A batch is one file (later: one API page set or one database extract). It is
+loaded in a single transaction together with its quarantined rows and its
+ledger row, so a failure leaves nothing behind and a retry starts clean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+
+class UnusableFileError(Exception):
+    """The file as a whole cannot be loaded (unreadable, wrong header...)."""
+
+    def __init__(self, file_name: str, problem: str):
+        super().__init__(f"{file_name}: {problem}")
+        self.file_name = file_name
+        self.problem = problem
+
+
+class ReconciliationError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Rejection:
+    row_number: int  # 1 = first data row after the header
+    field: str
+    reason: str
+    record: dict[str, str]
+
+
+@dataclass
+class BatchResult:
+    source: str
+    file_name: str
+    skipped: bool
+    batch_id: int | None = None
+    source_rows: int = 0
+    loaded_rows: int = 0
+    quarantined_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    ddl = resources.files("xinfang.ingest").joinpath("ddl.sql").read_text(encoding="utf-8")
+    with conn.transaction():
+        # Serialise concurrent first runs: CREATE ... IF NOT EXISTS still races in PostgreSQL.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('xinfang.ingest.ddl'))")
+        conn.execute(ddl)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def already_loaded(conn: psycopg.Connection, source: str, sha256: str) -> int | None:
+    row = conn.execute(
+        "SELECT batch_id FROM ops.load_batches WHERE source = %s AND file_sha256 = %s AND status = 'loaded'",
+        (source, sha256),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def open_batch(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    file_name: str,
+    sha256: str,
+    file_date: date | None,
+    source_rows: int,
+    loaded_rows: int,
+    rejections: list[Rejection],
+    notes: list[str],
+    started_at: datetime,
+) -> int:
+    """Insert the ledger row of a batch and its quarantine; call inside the load transaction."""
+    if source_rows != loaded_rows + len(rejections):
+        raise ReconciliationError(
+            f"{file_name}: {source_rows} source rows != {loaded_rows} loaded + {len(rejections)} quarantined"
+        )
+    batch_id = conn.execute(
+        """
+        INSERT INTO ops.load_batches (source, file_name, file_sha256, file_date, status, source_rows,
+                                      loaded_rows, quarantined_rows, notes, started_at)
+        VALUES (%s, %s, %s, %s, 'loaded', %s, %s, %s, %s, %s)
+        RETURNING batch_id
+        """,
+        (source, file_name, sha256, file_date, source_rows, loaded_rows, len(rejections),
+         "; ".join(notes) or None, started_at),
+    ).fetchone()[0]
+    with conn.cursor() as cur:
+        with cur.copy("COPY ops.quarantine (batch_id, row_number, source, file_name, field, reason) FROM STDIN") as cp:
+            for r in rejections:
+                cp.write_row((batch_id, r.row_number, source, file_name, r.field, r.reason))
+        with cur.copy("COPY restricted.quarantine_records (batch_id, row_number, record) FROM STDIN") as cp:
+            for r in rejections:
+                cp.write_row((batch_id, r.row_number, json.dumps(r.record, ensure_ascii=False)))
+    for r in rejections:
+        # File, row, field and reason only: the record itself may hold personal data.
+        log.warning("quarantined %s row %d field %s: %s", file_name, r.row_number, r.field, r.reason)
+    return batch_id
+
+
+def record_failed_batch(
+    conn: psycopg.Connection, *, source: str, file_name: str, sha256: str, file_date: date | None,
+    problem: str, started_at: datetime,
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            """
+            INSERT INTO ops.load_batches (source, file_name, file_sha256, file_date, status, notes, started_at)
+            VALUES (%s, %s, %s, %s, 'failed', %s, %s)
+            """,
+            (source, file_name, sha256, file_date, problem, started_at),
+        )
+
+
+def verify_reconciliation(conn: psycopg.Connection, batch_id: int, table: str) -> None:
+    """Re-count what landed for the batch: the ledger must match the tables."""
+    loaded = conn.execute(f"SELECT count(*) FROM {table} WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+    quarantined = conn.execute("SELECT count(*) FROM ops.quarantine WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+    source_rows, ledger_loaded, ledger_quarantined = conn.execute(
+        "SELECT source_rows, loaded_rows, quarantined_rows FROM ops.load_batches WHERE batch_id = %s", (batch_id,)
+    ).fetchone()
+    if (loaded, quarantined) != (ledger_loaded, ledger_quarantined) or source_rows != loaded + quarantined:
+        raise ReconciliationError(
+            f"batch {batch_id}: source {source_rows} != loaded {loaded} + quarantined {quarantined} "
+            f"(ledger says {ledger_loaded} + {ledger_quarantined})"
+        )
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,1 @@
+"""What every DAG shares: schedules, assets, default arguments, runtime environment."""

@@ -1,0 +1,91 @@
+"""Bodies of the DAGs' tasks: each takes the run's logical date and returns a small JSON-able summary.
+
+DAG files only wire these together, so everything here runs (and is tested)
+without a scheduler. Imports are local to keep DAG parsing light.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from xinfang import db
+from xinfang.config import Settings, get_settings
+from xinfang.orchestration.schedules import export_day_for, period_label, report_month_for
+
+log = logging.getLogger(__name__)
+
+
+def quality_dir(settings: Settings, month: date) -> Path:
+    return settings.output_dir / "quality" / period_label(month)
+
+
+def ingest_hotline(logical_date: datetime) -> dict[str, Any]:
+    from xinfang.ingest import hotline
+
+    settings = get_settings()
+    day = export_day_for(logical_date)
+    with db.connect() as conn:
+        result = hotline.load_day(conn, settings.hotline_landing_dir, day, pii_key=settings.pii_key)
+    return asdict(result)
+
+
+def quality_gate(logical_date: datetime) -> dict[str, Any]:
+    from xinfang.publish.monthly_report import load_stats
+    from xinfang.quality.gates import run_gate
+
+    settings = get_settings()
+    month = report_month_for(logical_date)
+    with db.connect() as conn:
+        stats = load_stats(conn, month)
+    out = quality_dir(settings, month)
+    results = run_gate(settings.expectations_dir, out, load_stats=stats)
+    return {"period": period_label(month), "suites": len(results), "summary": str(out / "quality_summary.md")}
+
+
+def publish_report(logical_date: datetime) -> dict[str, Any]:
+    from xinfang.publish.monthly_report import publish
+
+    settings = get_settings()
+    month = report_month_for(logical_date)
+    quality = json.loads((quality_dir(settings, month) / "quality_summary.json").read_text(encoding="utf-8"))
+    if not quality["passed"]:
+        raise RuntimeError(f"quality summary for {period_label(month)} says failed; refusing to publish")
+    with db.connect() as conn:
+        report = publish(conn, month, quality, settings)
+    return {"path": str(report.path), "revision": report.revision, "sha256": report.sha256,
+            "rendered": report.rendered, "month": report.month.isoformat()}
+
+
+def distribute_report(published: dict[str, Any]) -> dict[str, Any]:
+    from xinfang.publish.monthly_report import PublishedReport, distribute
+
+    report = PublishedReport(
+        month=date.fromisoformat(published["month"]), revision=published["revision"],
+        path=Path(published["path"]), sha256=published["sha256"], rendered=published["rendered"],
+    )
+    with db.connect(autocommit=True) as conn:
+        outcome = distribute(conn, report)
+    return {"channel": outcome.channel, "sent": outcome.sent, "skipped": outcome.skipped}
+
+
+def build_province_extract(logical_date: datetime) -> dict[str, Any]:
+    from xinfang.publish.province_extract import build
+
+    month = report_month_for(logical_date)
+    with db.connect() as conn:
+        result = build(conn, month)
+    return {"path": str(result.path), "rows": sum(f.rows for f in result.files),
+            "content_sha256": result.content_sha256}
+
+
+def deliver_province_extract(built: dict[str, Any]) -> dict[str, Any]:
+    from xinfang.publish.province_extract import deliver
+
+    with db.connect(autocommit=True) as conn:
+        delivery = deliver(conn, Path(built["path"]))
+    return {"status": delivery.status, "target": str(delivery.target)}

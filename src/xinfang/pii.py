@@ -1,0 +1,54 @@
+"""Pseudonymisation of personal data at the point of ingestion.
+
+A keyed hash (HMAC-SHA256) links the same person across records and channels
+without storing the identifier; masked forms (张*明, 138****5678) are what
+staff see. Raw values go only to the `restricted` schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+
+
+def normalise_phone(phone: str) -> str:
+    digits = re.sub(r"\D", "", phone)
+    return digits[-11:] if len(digits) > 11 and digits.startswith("86") else digits
+
+
+def person_key(identifier: str, key: bytes) -> str:
+    """Stable pseudonym of a person from a normalised phone or ID number."""
+    return hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()
+
+
+def mask_name(name: str) -> str:
+    name = name.strip()
+    if len(name) <= 1:
+        return "*" * len(name)
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_phone(phone: str) -> str:
+    digits = normalise_phone(phone)
+    if len(digits) < 7:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def mask_address(address: str, keep_prefix: str) -> str:
+    """Keep the administrative prefix (district and town), hide the rest."""
+    if keep_prefix and address.startswith(keep_prefix):
+        return keep_prefix + "***"
+    return "***"
+
+
+def scrub_text(text: str) -> str:
+    """Hide phone and ID numbers that citizens type into free text."""
+    text = _ID_IN_TEXT.sub(lambda m: m.group(0)[:6] + "********" + m.group(0)[-4:], text)
+    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)

@@ -1,0 +1,1 @@
+"""Data-quality gates (Great Expectations) that stand between the warehouse and publication."""

@@ -1,0 +1,1 @@
+"""Simulators of the bureau's source systems (the real ones are not reachable here)."""

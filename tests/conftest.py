@@ -1,0 +1,66 @@
+"""Shared fixtures: a real, empty PostgreSQL database for the test session.
+
+With XINFANG_DATABASE_URL set, the tests create (and afterwards drop) a fresh
+database on that server; otherwise they start an embedded PostgreSQL (pgserver)
+in a temporary folder. Either way every test talks to a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "")
+
+
+def _fresh_database_on(url: str) -> tuple[str, callable]:
+    name = f"xinfang_test_{uuid.uuid4().hex[:10]}"
+    admin = make_conninfo(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo(**params), drop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of an empty database, exported as XINFANG_DATABASE_URL for the session."""
+    external = os.environ.get("XINFANG_DATABASE_URL")
+    if external:
+        url, drop = _fresh_database_on(external)
+    else:
+        import pgserver
+
+        pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+        server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+        url, drop = _fresh_database_on(server.get_uri("postgres"))
+    previous = os.environ.get("XINFANG_DATABASE_URL")
+    os.environ["XINFANG_DATABASE_URL"] = url
+    yield url
+    if previous is None:
+        os.environ.pop("XINFANG_DATABASE_URL", None)
+    else:
+        os.environ["XINFANG_DATABASE_URL"] = previous
+    drop()
+
+
+@pytest.fixture()
+def workdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Private data and output folders for one test."""
+    data, output = tmp_path / "data", tmp_path / "output"
+    data.mkdir()
+    output.mkdir()
+    monkeypatch.setenv("XINFANG_DATA_DIR", str(data))
+    monkeypatch.setenv("XINFANG_OUTPUT_DIR", str(output))
+    return {"data": data, "output": output}
