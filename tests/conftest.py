@@ -8,6 +8,7 @@ in a temporary folder. Either way every test talks to a real server.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -16,6 +17,23 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "")
+# Airflow reads its configuration when first imported: point it at a private
+# home before any test imports it, with telemetry off like every other run.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="xinfang-test-airflow-")
+os.environ.update(
+    {
+        "AIRFLOW_HOME": _AIRFLOW_HOME,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "DO_NOT_TRACK": "1",
+        "SCARF_NO_ANALYTICS": "true",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "GX_ANALYTICS_ENABLED": "False",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+    }
+)
+os.environ.pop("XINFANG_TASK_RETRIES", None)
 
 
 def _fresh_database_on(url: str) -> tuple[str, callable]:

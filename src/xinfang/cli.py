@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from datetime import date, datetime
@@ -59,17 +60,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     os.environ.setdefault("XINFANG_TASK_RETRIES", "0")
     url = runtime.apply(settings)
-    from xinfang.pipeline_run import run_month
+    from xinfang.pipeline_run import migrate_airflow_db, run_month
 
     if not (settings.dbt_target_dir / "manifest.json").exists():
         print("dbt manifest missing: run `xinfang setup` (make demo does) first", file=sys.stderr)
         return 2
+    # The metadata database lives in the data folder, which may be new (another XINFANG_DATA_DIR).
+    migrate_airflow_db()
     result = run_month(args.month, settings, history_months=args.history_months)
     elapsed = time.monotonic() - started
-    db_note = "external server (XINFANG_DATABASE_URL)" if settings.database_url_override else (
-        f"embedded PostgreSQL in {settings.pgdata_dir}")
-    print(f"\nxinfang demo for {args.month:%Y-%m} finished in {elapsed:.0f} s "
-          f"({result.ingest_runs} daily ingest runs); warehouse: {db_note}")
+    db_note = (
+        "external server (XINFANG_DATABASE_URL)"
+        if settings.database_url_override
+        else (f"embedded PostgreSQL in {settings.pgdata_dir}")
+    )
+    print(
+        f"\nxinfang demo for {args.month:%Y-%m} finished in {elapsed:.0f} s "
+        f"({result.ingest_runs} daily ingest runs); warehouse: {db_note}"
+    )
     del url
     for name, path in result.outputs.items():
         print(f"  {name:<11} {path}")
@@ -89,8 +97,39 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     print(f"report: {published['path']} (revision {published['revision']})")
     if not args.no_mail:
         outcome = tasks.distribute_report(published)
-        print(f"mail via {outcome['channel']}: sent {len(outcome['sent'])}, already sent {len(outcome['skipped'])}")
+        print(
+            f"mail via {outcome['channel']}: sent {len(outcome['sent'])}, "
+            f"already sent {len(outcome['skipped'])}"
+        )
     return 0
+
+
+def cmd_dag_test(args: argparse.Namespace) -> int:
+    """Run one DAG once in this process (`dag.test()`), e.g. to re-run a day or a month by hand."""
+    from xinfang.orchestration import runtime
+
+    settings = get_settings()
+    os.environ.setdefault("XINFANG_TASK_RETRIES", "0")
+    runtime.apply(settings)
+    from xinfang.pipeline_run import load_dags, run_dag
+
+    dags = load_dags(settings)
+    if args.dag_id not in dags:
+        print(f"unknown DAG {args.dag_id!r}; known: {', '.join(sorted(dags))}", file=sys.stderr)
+        return 2
+    run_dag(dags[args.dag_id], logical_date=args.logical_date)
+    return 0
+
+
+def cmd_lint_sql(args: argparse.Namespace) -> int:
+    """sqlfluff with the dbt templater over the dbt project (needs the warehouse for compilation)."""
+    from xinfang.orchestration import runtime
+
+    settings = get_settings()
+    runtime.apply(settings)
+    sqlfluff = Path(sys.executable).with_name("sqlfluff")
+    folders = [str(settings.dbt_project_dir / "models")]
+    return subprocess.run([str(sqlfluff), "lint", *folders], cwd=settings.project_root).returncode
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -127,6 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", type=_month, required=True)
     p.add_argument("--no-mail", action="store_true")
     p.set_defaults(func=cmd_report_monthly)
+
+    p = sub.add_parser("dag-test", help="run one DAG once through Airflow in this process")
+    p.add_argument("dag_id")
+    p.add_argument(
+        "--logical-date",
+        type=datetime.fromisoformat,
+        default=None,
+        help="ISO timestamp with offset, e.g. 2025-07-02T08:00+08:00",
+    )
+    p.set_defaults(func=cmd_dag_test)
+
+    p = sub.add_parser("lint-sql", help="lint the dbt models with sqlfluff")
+    p.set_defaults(func=cmd_lint_sql)
 
     p = sub.add_parser("db-url", help="print the warehouse URL (starts the embedded server if needed)")
     p.set_defaults(func=cmd_db_url)

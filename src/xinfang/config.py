@@ -81,7 +81,9 @@ class Settings:
 
     @property
     def recipients_file(self) -> Path:
-        return Path(os.environ.get("XINFANG_RECIPIENTS_FILE", self.project_root / "config" / "recipients.yml"))
+        return Path(
+            os.environ.get("XINFANG_RECIPIENTS_FILE", self.project_root / "config" / "recipients.yml")
+        )
 
     @cached_property
     def pii_key(self) -> bytes:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from typing import Iterator
+from functools import cache
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 WAREHOUSE_DB = "xinfang"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _embedded_url(pgdata: str) -> str:
     import pgserver  # heavy import; only needed without an external server
 

@@ -11,13 +11,17 @@ import hashlib
 import hmac
 import re
 
-_PHONE_IN_TEXT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# Mobile numbers as people type them: 13812345678, +86 138-1234-5678, 0086 138 1234 5678.
+_PHONE_IN_TEXT = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)")
 _ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
 
 def normalise_phone(phone: str) -> str:
     digits = re.sub(r"\D", "", phone)
-    return digits[-11:] if len(digits) > 11 and digits.startswith("86") else digits
+    for country_code in ("0086", "86"):
+        if len(digits) == 11 + len(country_code) and digits.startswith(country_code):
+            return digits[len(country_code) :]
+    return digits
 
 
 def person_key(identifier: str, key: bytes) -> str:

@@ -43,7 +43,8 @@ def compile_dbt_manifest(settings: Settings) -> Path:
     dbt = Path(sys.executable).with_name("dbt")
     subprocess.run(
         [str(dbt), "parse", "--profiles-dir", str(settings.dbt_project_dir), "--quiet"],
-        cwd=settings.dbt_project_dir, check=True,
+        cwd=settings.dbt_project_dir,
+        check=True,
     )
     return settings.dbt_target_dir / "manifest.json"
 
@@ -64,7 +65,8 @@ def load_dags(settings: Settings) -> dict:
     return bag.dags
 
 
-def _test(dag, **kwargs) -> None:
+def run_dag(dag, **kwargs) -> None:
+    """One `dag.test()` run; raises DagRunFailed naming the failed tasks."""
     run = dag.test(**kwargs)
     state = str(getattr(run, "state", run))
     if not state.endswith("success"):
@@ -85,10 +87,10 @@ def run_month(month: date, settings: Settings, *, history_months: int = 1) -> Mo
 
     dags = load_dags(settings)
     for day in days:
-        _test(dags["hotline_ingest"], logical_date=ingest_run_time(day))
+        run_dag(dags["hotline_ingest"], logical_date=ingest_run_time(day))
     # Asset-triggered runs have no logical date in Airflow 3.
-    _test(dags["warehouse_transform"], logical_date=None)
-    _test(dags["monthly_risk_report"], logical_date=report_run_time(month))
+    run_dag(dags["warehouse_transform"], logical_date=None)
+    run_dag(dags["monthly_risk_report"], logical_date=report_run_time(month))
     label = f"{month:%Y-%m}"
     return MonthRun(
         month=month,

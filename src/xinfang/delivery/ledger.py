@@ -242,7 +242,8 @@ def assert_same_artifact(conn: psycopg.Connection, artifact_key: str, revision: 
     recorded = {r[0] for r in rows} - {sha256}
     if recorded:
         raise ArtifactChangedError(
-            f"{artifact_key} revision {revision} was already recorded with sha256 {', '.join(sorted(recorded))} "
+            f"{artifact_key} revision {revision} was already recorded with sha256 "
+            f"{', '.join(sorted(recorded))} "
             f"but the artifact now has sha256 {sha256}; publish the changed artifact as revision "
             f"{revision + 1} instead of re-sending it under revision {revision}"
         )

@@ -324,7 +324,8 @@ def _parse_relation(relation: str) -> tuple[str, str]:
 def _check_token(what: str, value: str) -> None:
     if not isinstance(value, str) or not _TOKEN_RE.fullmatch(value):
         raise ValueError(
-            f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+            f"invalid {what} {value!r}: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
         )
 
 

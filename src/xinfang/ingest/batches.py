@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -102,11 +102,22 @@ def open_batch(
         VALUES (%s, %s, %s, %s, 'loaded', %s, %s, %s, %s, %s)
         RETURNING batch_id
         """,
-        (source, file_name, sha256, file_date, source_rows, loaded_rows, len(rejections),
-         "; ".join(notes) or None, started_at),
+        (
+            source,
+            file_name,
+            sha256,
+            file_date,
+            source_rows,
+            loaded_rows,
+            len(rejections),
+            "; ".join(notes) or None,
+            started_at,
+        ),
     ).fetchone()[0]
     with conn.cursor() as cur:
-        with cur.copy("COPY ops.quarantine (batch_id, row_number, source, file_name, field, reason) FROM STDIN") as cp:
+        with cur.copy(
+            "COPY ops.quarantine (batch_id, row_number, source, file_name, field, reason) FROM STDIN"
+        ) as cp:
             for r in rejections:
                 cp.write_row((batch_id, r.row_number, source, file_name, r.field, r.reason))
         with cur.copy("COPY restricted.quarantine_records (batch_id, row_number, record) FROM STDIN") as cp:
@@ -119,13 +130,20 @@ def open_batch(
 
 
 def record_failed_batch(
-    conn: psycopg.Connection, *, source: str, file_name: str, sha256: str, file_date: date | None,
-    problem: str, started_at: datetime,
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    file_name: str,
+    sha256: str,
+    file_date: date | None,
+    problem: str,
+    started_at: datetime,
 ) -> None:
     with conn.transaction():
         conn.execute(
             """
-            INSERT INTO ops.load_batches (source, file_name, file_sha256, file_date, status, notes, started_at)
+            INSERT INTO ops.load_batches
+                (source, file_name, file_sha256, file_date, status, notes, started_at)
             VALUES (%s, %s, %s, %s, 'failed', %s, %s)
             """,
             (source, file_name, sha256, file_date, problem, started_at),
@@ -135,9 +153,12 @@ def record_failed_batch(
 def verify_reconciliation(conn: psycopg.Connection, batch_id: int, table: str) -> None:
     """Re-count what landed for the batch: the ledger must match the tables."""
     loaded = conn.execute(f"SELECT count(*) FROM {table} WHERE batch_id = %s", (batch_id,)).fetchone()[0]
-    quarantined = conn.execute("SELECT count(*) FROM ops.quarantine WHERE batch_id = %s", (batch_id,)).fetchone()[0]
+    quarantined = conn.execute(
+        "SELECT count(*) FROM ops.quarantine WHERE batch_id = %s", (batch_id,)
+    ).fetchone()[0]
     source_rows, ledger_loaded, ledger_quarantined = conn.execute(
-        "SELECT source_rows, loaded_rows, quarantined_rows FROM ops.load_batches WHERE batch_id = %s", (batch_id,)
+        "SELECT source_rows, loaded_rows, quarantined_rows FROM ops.load_batches WHERE batch_id = %s",
+        (batch_id,),
     ).fetchone()
     if (loaded, quarantined) != (ledger_loaded, ledger_quarantined) or source_rows != loaded + quarantined:
         raise ReconciliationError(
@@ -147,4 +168,4 @@ def verify_reconciliation(conn: psycopg.Connection, batch_id: int, table: str) -
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -54,11 +54,34 @@ WORK_ORDER_NO = re.compile(r"^[A-Za-z0-9-]{6,40}$")
 PHONE = re.compile(r"^\d{7,13}$")
 
 RAW_COLUMNS = (
-    "batch_id", "source_row", "file_date", "work_order_no", "received_at", "caller_key", "caller_name_masked",
-    "caller_phone_masked", "matter_type", "category_name", "district_name", "town_name", "address_masked",
-    "content", "handling_unit", "status", "closed_at", "callback_result",
+    "batch_id",
+    "source_row",
+    "file_date",
+    "work_order_no",
+    "received_at",
+    "caller_key",
+    "caller_name_masked",
+    "caller_phone_masked",
+    "matter_type",
+    "category_name",
+    "district_name",
+    "town_name",
+    "address_masked",
+    "content",
+    "handling_unit",
+    "status",
+    "closed_at",
+    "callback_result",
 )
-PII_COLUMNS = ("batch_id", "source_row", "work_order_no", "caller_key", "caller_name", "caller_phone", "address")
+PII_COLUMNS = (
+    "batch_id",
+    "source_row",
+    "work_order_no",
+    "caller_key",
+    "caller_name",
+    "caller_phone",
+    "address",
+)
 
 
 class RowError(Exception):
@@ -116,6 +139,14 @@ def _validate(raw: dict[str, str], ref: ReferenceData) -> dict[str, object]:
     return {"work_order_no": number, "received_at": received, "closed_at": closed, "phone": phone}
 
 
+def _storable(record: dict[str, str]) -> dict[str, str]:
+    """The record with undecodable bytes shown as \\xNN: lone surrogates cannot be stored as UTF-8."""
+    return {
+        k: v.encode(ENCODING, "surrogateescape").decode(ENCODING, "backslashreplace")
+        for k, v in record.items()
+    }
+
+
 def _parse(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejection], list[str]]:
     """Rows of the file keyed by data-row number, field-count rejections and notes."""
     # surrogateescape keeps undecodable bytes visible so the row, not the file, is rejected.
@@ -136,9 +167,10 @@ def _parse(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejection
     rows, rejections = [], []
     for number, values in enumerate(reader, start=1):
         if len(values) != len(header):
-            record = dict(zip(header, values, strict=False))
-            rejections.append(Rejection(number, "*", f"row has {len(values)} fields, header has {len(header)}",
-                                        record))
+            record = _storable(dict(zip(header, values, strict=False)))
+            rejections.append(
+                Rejection(number, "*", f"row has {len(values)} fields, header has {len(header)}", record)
+            )
             continue
         rows.append((number, dict(zip(header, values, strict=True))))
     return rows, rejections, notes
@@ -156,8 +188,15 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
     try:
         rows, rejections, notes = _parse(path)
     except UnusableFileError as exc:
-        batches.record_failed_batch(conn, source=SOURCE, file_name=path.name, sha256=sha256, file_date=day,
-                                    problem=exc.problem, started_at=started)
+        batches.record_failed_batch(
+            conn,
+            source=SOURCE,
+            file_name=path.name,
+            sha256=sha256,
+            file_date=day,
+            problem=exc.problem,
+            started_at=started,
+        )
         raise
     ref = reference_data()
     good_raw, good_pii = [], []
@@ -165,23 +204,48 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
         try:
             checked = _validate(raw, ref)
         except RowError as err:
-            rejections.append(Rejection(number, err.field, err.reason, raw))
+            rejections.append(Rejection(number, err.field, err.reason, _storable(raw)))
             continue
         key = pii.person_key(checked["phone"], pii_key)
         prefix = raw["所属区县"] + raw["所属街镇"]
-        good_raw.append((
-            number, day, checked["work_order_no"], checked["received_at"], key, pii.mask_name(raw["来电人姓名"]),
-            pii.mask_phone(checked["phone"]), raw["诉求类型"], raw["问题分类"], raw["所属区县"], raw["所属街镇"],
-            pii.mask_address(raw["事发地址"], prefix), pii.scrub_text(raw["诉求内容"]), raw["承办单位"],
-            raw["办理状态"], checked["closed_at"], raw["回访结果"] or None,
-        ))
-        good_pii.append((number, checked["work_order_no"], key, raw["来电人姓名"], checked["phone"], raw["事发地址"]))
+        good_raw.append(
+            (
+                number,
+                day,
+                checked["work_order_no"],
+                checked["received_at"],
+                key,
+                pii.mask_name(raw["来电人姓名"]),
+                pii.mask_phone(checked["phone"]),
+                raw["诉求类型"],
+                raw["问题分类"],
+                raw["所属区县"],
+                raw["所属街镇"],
+                pii.mask_address(raw["事发地址"], prefix),
+                pii.scrub_text(raw["诉求内容"]),
+                raw["承办单位"],
+                raw["办理状态"],
+                checked["closed_at"],
+                raw["回访结果"] or None,
+            )
+        )
+        good_pii.append(
+            (number, checked["work_order_no"], key, raw["来电人姓名"], checked["phone"], raw["事发地址"])
+        )
     rejections.sort(key=lambda r: r.row_number)
     source_rows = len(rows) + sum(1 for r in rejections if r.field == "*")
     with conn.transaction():
         batch_id = batches.open_batch(
-            conn, source=SOURCE, file_name=path.name, sha256=sha256, file_date=day, source_rows=source_rows,
-            loaded_rows=len(good_raw), rejections=rejections, notes=notes, started_at=started,
+            conn,
+            source=SOURCE,
+            file_name=path.name,
+            sha256=sha256,
+            file_date=day,
+            source_rows=source_rows,
+            loaded_rows=len(good_raw),
+            rejections=rejections,
+            notes=notes,
+            started_at=started,
         )
         with conn.cursor() as cur:
             with cur.copy(f"COPY raw.hotline_work_orders ({', '.join(RAW_COLUMNS)}) FROM STDIN") as cp:
@@ -191,10 +255,24 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
                 for row in good_pii:
                     cp.write_row((batch_id, *row))
         batches.verify_reconciliation(conn, batch_id, "raw.hotline_work_orders")
-    log.info("%s loaded as batch %d: %d source rows = %d loaded + %d quarantined",
-             path.name, batch_id, source_rows, len(good_raw), len(rejections))
-    return BatchResult(SOURCE, path.name, skipped=False, batch_id=batch_id, source_rows=source_rows,
-                       loaded_rows=len(good_raw), quarantined_rows=len(rejections), notes=notes)
+    log.info(
+        "%s loaded as batch %d: %d source rows = %d loaded + %d quarantined",
+        path.name,
+        batch_id,
+        source_rows,
+        len(good_raw),
+        len(rejections),
+    )
+    return BatchResult(
+        SOURCE,
+        path.name,
+        skipped=False,
+        batch_id=batch_id,
+        source_rows=source_rows,
+        loaded_rows=len(good_raw),
+        quarantined_rows=len(rejections),
+        notes=notes,
+    )
 
 
 def load_day(conn: psycopg.Connection, landing_dir: Path, day: date, *, pii_key: bytes) -> BatchResult:

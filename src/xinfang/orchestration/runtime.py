@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from xinfang import db
 from xinfang.config import Settings
@@ -46,8 +47,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 def apply(settings: Settings, *, start_database: bool = True) -> str | None:
     """Export the environment for this process and its children; return the warehouse URL."""
     os.environ.update(OFFLINE_ENV)
-    os.environ.update(airflow_env(settings))
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    # A deployment's own Airflow settings (e.g. in the Docker image) win over the defaults.
+    for key, value in airflow_env(settings).items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     if not start_database:
         return None

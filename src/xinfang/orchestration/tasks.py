@@ -57,16 +57,24 @@ def publish_report(logical_date: datetime) -> dict[str, Any]:
         raise RuntimeError(f"quality summary for {period_label(month)} says failed; refusing to publish")
     with db.connect() as conn:
         report = publish(conn, month, quality, settings)
-    return {"path": str(report.path), "revision": report.revision, "sha256": report.sha256,
-            "rendered": report.rendered, "month": report.month.isoformat()}
+    return {
+        "path": str(report.path),
+        "revision": report.revision,
+        "sha256": report.sha256,
+        "rendered": report.rendered,
+        "month": report.month.isoformat(),
+    }
 
 
 def distribute_report(published: dict[str, Any]) -> dict[str, Any]:
     from xinfang.publish.monthly_report import PublishedReport, distribute
 
     report = PublishedReport(
-        month=date.fromisoformat(published["month"]), revision=published["revision"],
-        path=Path(published["path"]), sha256=published["sha256"], rendered=published["rendered"],
+        month=date.fromisoformat(published["month"]),
+        revision=published["revision"],
+        path=Path(published["path"]),
+        sha256=published["sha256"],
+        rendered=published["rendered"],
     )
     with db.connect(autocommit=True) as conn:
         outcome = distribute(conn, report)
@@ -79,8 +87,11 @@ def build_province_extract(logical_date: datetime) -> dict[str, Any]:
     month = report_month_for(logical_date)
     with db.connect() as conn:
         result = build(conn, month)
-    return {"path": str(result.path), "rows": sum(f.rows for f in result.files),
-            "content_sha256": result.content_sha256}
+    return {
+        "path": str(result.path),
+        "rows": sum(f.rows for f in result.files),
+        "content_sha256": result.content_sha256,
+    }
 
 
 def deliver_province_extract(built: dict[str, Any]) -> dict[str, Any]:

@@ -53,23 +53,30 @@ def load_stats(conn: psycopg.Connection, month: date) -> dict[str, int]:
     """Reconciliation counts of the month's hotline export files."""
     row = conn.execute(
         """
-        SELECT coalesce(sum(source_rows), 0), coalesce(sum(loaded_rows), 0), coalesce(sum(quarantined_rows), 0),
-               count(*)
+        SELECT coalesce(sum(source_rows), 0), coalesce(sum(loaded_rows), 0),
+               coalesce(sum(quarantined_rows), 0), count(*)
         FROM ops.load_batches
         WHERE status = 'loaded' AND date_trunc('month', file_date) = %s
         """,
         (month,),
     ).fetchone()
-    return {"source_rows": int(row[0]), "loaded_rows": int(row[1]), "quarantined_rows": int(row[2]),
-            "files": int(row[3])}
+    return {
+        "source_rows": int(row[0]),
+        "loaded_rows": int(row[1]),
+        "quarantined_rows": int(row[2]),
+        "files": int(row[3]),
+    }
 
 
-def build_context(conn: psycopg.Connection, month: date, quality: dict[str, Any],
-                  settings: Settings | None = None) -> dict[str, Any]:
+def build_context(
+    conn: psycopg.Connection, month: date, quality: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
     """Every figure of the report, read from the marts (no arithmetic on figures here)."""
     settings = settings or get_settings()
     cur = conn.cursor(row_factory=dict_row)
-    overview = cur.execute("SELECT * FROM marts.rpt_monthly_overview WHERE month_start = %s", (month,)).fetchone()
+    overview = cur.execute(
+        "SELECT * FROM marts.rpt_monthly_overview WHERE month_start = %s", (month,)
+    ).fetchone()
     if overview is None:
         raise LookupError(f"no cases received in {month:%Y-%m}: marts.rpt_monthly_overview has no row")
     by_district = cur.execute(
@@ -124,7 +131,9 @@ def build_context(conn: psycopg.Connection, month: date, quality: dict[str, Any]
 
 
 def fingerprint(context: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(context, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(context, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
 
 
 def report_dir(month: date, settings: Settings) -> Path:
@@ -140,8 +149,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def publish(conn: psycopg.Connection, month: date, quality: dict[str, Any],
-            settings: Settings | None = None) -> PublishedReport:
+def publish(
+    conn: psycopg.Connection, month: date, quality: dict[str, Any], settings: Settings | None = None
+) -> PublishedReport:
     """Render the month's report unless the latest archived revision has the same content."""
     from xinfang.reports.render import render_pdf
 
@@ -153,7 +163,9 @@ def publish(conn: psycopg.Connection, month: date, quality: dict[str, Any],
     if index and index[-1]["fingerprint"] == content:
         latest = folder / index[-1]["file"]
         if latest.exists() and _sha256(latest) == index[-1]["sha256"]:
-            log.info("report %s r%d unchanged; reusing %s", artifact_key(month), index[-1]["revision"], latest)
+            log.info(
+                "report %s r%d unchanged; reusing %s", artifact_key(month), index[-1]["revision"], latest
+            )
             return PublishedReport(month, index[-1]["revision"], latest, index[-1]["sha256"], rendered=False)
     revision = (index[-1]["revision"] + 1) if index else 1
     context = context | {
@@ -163,13 +175,26 @@ def publish(conn: psycopg.Connection, month: date, quality: dict[str, Any],
     path = folder / f"月度风险预警报告_{month:%Y年%m月}_r{revision}.pdf"
     result = render_pdf(TEMPLATE, context, path, templates_dir=settings.templates_dir)
     digest = _sha256(path)
-    index.append({"revision": revision, "file": path.name, "sha256": digest, "fingerprint": content,
-                  "pages": result.pages, "rendered_at": context["generated_at"]})
+    index.append(
+        {
+            "revision": revision,
+            "file": path.name,
+            "sha256": digest,
+            "fingerprint": content,
+            "pages": result.pages,
+            "rendered_at": context["generated_at"],
+        }
+    )
     tmp = folder / f".{INDEX_FILE}.tmp"
     tmp.write_text(json.dumps(index, ensure_ascii=False, indent=2), encoding="utf-8")
     tmp.replace(folder / INDEX_FILE)
-    log.info("report %s r%d rendered: %d pages in %.2fs", artifact_key(month), revision, result.pages,
-             result.seconds)
+    log.info(
+        "report %s r%d rendered: %d pages in %.2fs",
+        artifact_key(month),
+        revision,
+        result.pages,
+        result.seconds,
+    )
     return PublishedReport(month, revision, path, digest, rendered=True)
 
 
@@ -199,4 +224,3 @@ def distribute(conn: psycopg.Connection, report: PublishedReport, settings: Sett
         settings=settings,
         attachment_name=report.path.name,
     )
-

@@ -9,7 +9,13 @@ from pathlib import Path
 import psycopg
 
 from xinfang.config import Settings, get_settings
-from xinfang.extract.province import DropDelivery, ExtractResult, build_extract, deliver_extract_to_dropfolder, read_extract
+from xinfang.extract.province import (
+    DropDelivery,
+    ExtractResult,
+    build_extract,
+    deliver_extract_to_dropfolder,
+    read_extract,
+)
 
 RELATION = "marts.ext_province__cases"
 MODEL_UNIQUE_ID = "model.xinfang.ext_province__cases"
@@ -40,4 +46,6 @@ def build(conn: psycopg.Connection, month: date, settings: Settings | None = Non
 def deliver(conn: psycopg.Connection, package: Path, settings: Settings | None = None) -> DropDelivery:
     """Deliver a built package to the province's drop folder (exactly once per period and version)."""
     settings = settings or get_settings()
-    return deliver_extract_to_dropfolder(conn, read_extract(package), settings.output_dir / "dropfolder" / "province")
+    return deliver_extract_to_dropfolder(
+        conn, read_extract(package), settings.output_dir / "dropfolder" / "province"
+    )

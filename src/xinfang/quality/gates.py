@@ -73,7 +73,9 @@ def run_suite(path: Path, *, database_url: str | None = None) -> SuiteResult:
     batch = asset.add_batch_definition_whole_table("whole_table")
     suite = gx.ExpectationSuite(name=spec["name"])
     for item in spec["expectations"]:
-        suite.add_expectation(ExpectationConfiguration(type=item["type"], kwargs=item["kwargs"]).to_domain_obj())
+        suite.add_expectation(
+            ExpectationConfiguration(type=item["type"], kwargs=item["kwargs"]).to_domain_obj()
+        )
     suite = context.suites.add(suite)
     validation = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{spec['name']}_gate", data=batch, suite=suite)
@@ -90,9 +92,16 @@ def run_suite(path: Path, *, database_url: str | None = None) -> SuiteResult:
         )
         for r in outcome.results
     ]
-    result = SuiteResult(suite=spec["name"], table=spec["meta"]["table"], success=bool(outcome.success), checks=checks)
-    log.info("quality suite %s on %s: %d checks, %d failed", result.suite, result.table, len(checks),
-             len(result.failed))
+    result = SuiteResult(
+        suite=spec["name"], table=spec["meta"]["table"], success=bool(outcome.success), checks=checks
+    )
+    log.info(
+        "quality suite %s on %s: %d checks, %d failed",
+        result.suite,
+        result.table,
+        len(checks),
+        len(result.failed),
+    )
     return result
 
 
@@ -100,8 +109,13 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def run_gate(expectations_dir: Path, summary_dir: Path, *, load_stats: dict[str, int] | None = None,
-             database_url: str | None = None) -> list[SuiteResult]:
+def run_gate(
+    expectations_dir: Path,
+    summary_dir: Path,
+    *,
+    load_stats: dict[str, int] | None = None,
+    database_url: str | None = None,
+) -> list[SuiteResult]:
     """Run every suite, write the summary, raise if any suite failed."""
     suites = sorted(expectations_dir.glob("*.json"))
     if not suites:
@@ -127,9 +141,15 @@ def write_summary(results: list[SuiteResult], summary_dir: Path, load_stats: dic
         "load": load_stats,
         "suites": [asdict(r) | {"failed": len(r.failed)} for r in results],
     }
-    (summary_dir / "quality_summary.json").write_text(
-        json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-    )
+    json_path = summary_dir / "quality_summary.json"
+    if json_path.exists():
+        previous = json.loads(json_path.read_text(encoding="utf-8"))
+        if {**previous, "checked_at": None} == json.loads(
+            json.dumps({**payload, "checked_at": None}, default=str)
+        ):
+            # Same verdict on the same data: keep the first record, so a re-run changes no file.
+            return summary_dir / "quality_summary.md"
+    json_path.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     lines = [
         "# 数据质量检查摘要",
         "",
@@ -138,14 +158,17 @@ def write_summary(results: list[SuiteResult], summary_dir: Path, load_stats: dic
     ]
     if load_stats:
         lines.append(
-            f"- 数据接入：源数据 {load_stats.get('source_rows', 0)} 行，入库 {load_stats.get('loaded_rows', 0)} 行，"
+            f"- 数据接入：源数据 {load_stats.get('source_rows', 0)} 行，"
+            f"入库 {load_stats.get('loaded_rows', 0)} 行，"
             f"隔离 {load_stats.get('quarantined_rows', 0)} 行"
         )
     lines += ["", "| 检查集 | 数据表 | 检查项 | 未通过 |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.suite} | {r.table} | {len(r.checks)} | {len(r.failed)} |" for r in results]
     for r in results:
         for c in r.failed:
-            lines.append(f"- 未通过：{r.suite} · {c.expectation} · 字段 {c.column} · 异常 {c.unexpected_count} 行")
+            lines.append(
+                f"- 未通过：{r.suite} · {c.expectation} · 字段 {c.column} · 异常 {c.unexpected_count} 行"
+            )
     path = summary_dir / "quality_summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -120,13 +120,14 @@ def _bar_chart(items: Sequence[Mapping[str, Any]], label: str, value: str, **kwa
         [str(item[label]) for item in items], [item[value] for item in items], **kwargs
     )
     # Trusted: charts.py escapes every piece of text it writes.
-    return Markup(svg)
+    return Markup(svg)  # noqa: S704
 
 
 def _line_chart(
     x_labels: Sequence[str], series: Mapping[str, Sequence[float | None]], **kwargs: Any
 ) -> Markup:
-    return Markup(charts.line_chart_svg(x_labels, series, **kwargs))
+    # Trusted for the same reason as _bar_chart.
+    return Markup(charts.line_chart_svg(x_labels, series, **kwargs))  # noqa: S704
 
 
 def make_environment(templates_dir: Path) -> Environment:

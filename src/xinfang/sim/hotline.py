@@ -16,8 +16,8 @@ import csv
 import hashlib
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from xinfang.sim.city import DISTRICTS
@@ -28,25 +28,73 @@ FILE_PREFIX = "12345_gongdan_"
 
 # The export's column headers, in the vendor's order.
 HEADERS = (
-    "工单编号", "受理时间", "来电人姓名", "来电号码", "诉求类型", "问题分类", "所属区县", "所属街镇",
-    "事发地址", "诉求内容", "承办单位", "办理状态", "办结时间", "回访结果",
+    "工单编号",
+    "受理时间",
+    "来电人姓名",
+    "来电号码",
+    "诉求类型",
+    "问题分类",
+    "所属区县",
+    "所属街镇",
+    "事发地址",
+    "诉求内容",
+    "承办单位",
+    "办理状态",
+    "办结时间",
+    "回访结果",
 )
 
 MATTER_TYPES = (("咨询", 0.38), ("求助", 0.22), ("投诉", 0.26), ("举报", 0.06), ("建议", 0.08))
 
 # (category name in the taxonomy seed, relative weight, handling unit, complaint templates)
 CATEGORIES = (
-    ("物业管理", 14, "市住房和城乡建设局", ("{town}{estate}小区物业不作为，电梯长期故障无人维修。",
-                                       "{estate}小区物业擅自提高停车费，业主要求说明依据。")),
-    ("欠薪讨薪", 10, "市人力资源和社会保障局", ("在{town}某建筑工地务工，{company}拖欠工资{amount}元至今未付。",
-                                           "{company}拖欠{n}名工人工资，要求尽快结清。")),
-    ("征地拆迁", 5, "市自然资源和规划局", ("{town}征地补偿标准不明确，村民要求公开补偿方案。",
-                                        "{town}拆迁安置房迟迟未交付，要求给出交房时间。")),
-    ("交通出行", 12, "市交通运输局", ("{town}公交站点设置不合理，居民出行不便。", "{town}路段红绿灯故障，存在安全隐患。")),
-    ("环境污染", 9, "市生态环境局", ("{town}{company}夜间排放异味气体，影响居民休息。", "{town}河道有污水直排现象。")),
+    (
+        "物业管理",
+        14,
+        "市住房和城乡建设局",
+        (
+            "{town}{estate}小区物业不作为，电梯长期故障无人维修。",
+            "{estate}小区物业擅自提高停车费，业主要求说明依据。",
+        ),
+    ),
+    (
+        "欠薪讨薪",
+        10,
+        "市人力资源和社会保障局",
+        (
+            "在{town}某建筑工地务工，{company}拖欠工资{amount}元至今未付。",
+            "{company}拖欠{n}名工人工资，要求尽快结清。",
+        ),
+    ),
+    (
+        "征地拆迁",
+        5,
+        "市自然资源和规划局",
+        (
+            "{town}征地补偿标准不明确，村民要求公开补偿方案。",
+            "{town}拆迁安置房迟迟未交付，要求给出交房时间。",
+        ),
+    ),
+    (
+        "交通出行",
+        12,
+        "市交通运输局",
+        ("{town}公交站点设置不合理，居民出行不便。", "{town}路段红绿灯故障，存在安全隐患。"),
+    ),
+    (
+        "环境污染",
+        9,
+        "市生态环境局",
+        ("{town}{company}夜间排放异味气体，影响居民休息。", "{town}河道有污水直排现象。"),
+    ),
     ("城市规划", 6, "市自然资源和规划局", ("{town}小区旁规划建设变电站，居民担心辐射。",)),
     ("房屋质量", 6, "市住房和城乡建设局", ("{estate}新交付房屋墙体开裂渗水，开发商拒不维修。",)),
-    ("社会保险", 8, "市人力资源和社会保障局", ("咨询灵活就业人员养老保险缴费标准。", "{company}未为职工缴纳社会保险。")),
+    (
+        "社会保险",
+        8,
+        "市人力资源和社会保障局",
+        ("咨询灵活就业人员养老保险缴费标准。", "{company}未为职工缴纳社会保险。"),
+    ),
     ("医疗服务", 7, "市卫生健康委员会", ("{town}卫生院服务态度差，就诊排队时间过长。",)),
     ("教育管理", 7, "市教育局", ("{town}学校划片入学政策咨询。", "{town}校外培训机构退费难。")),
     ("社会救助", 5, "市民政局", ("申请低保后长时间未得到答复。", "{town}困难家庭临时救助申请咨询。")),
@@ -107,29 +155,34 @@ def orders_received_on(day: date, cfg: SimConfig) -> tuple[WorkOrder, ...]:
         if rng.random() > 0.04:  # a few stay open for a long time
             closed = received + timedelta(days=days_to_close, hours=rng.randrange(1, 9))
         text = rng.choice(templates).format(
-            town=town.name, estate=rng.choice(ESTATES), company=rng.choice(COMPANIES),
-            amount=rng.randrange(3, 60) * 1000, n=rng.randrange(5, 80),
+            town=town.name,
+            estate=rng.choice(ESTATES),
+            company=rng.choice(COMPANIES),
+            amount=rng.randrange(3, 60) * 1000,
+            n=rng.randrange(5, 80),
         )
         number = f"GD{day:%Y%m%d}{i + 1:05d}"
-        orders.append(WorkOrder(
-            number=number,
-            received_at=received,
-            closed_at=closed,
-            fields={
-                "工单编号": number,
-                "受理时间": f"{received:%Y-%m-%d %H:%M:%S}",
-                "来电人姓名": fake_name(rng),
-                "来电号码": fake_mobile(rng),
-                "诉求类型": matter_type,
-                "问题分类": category,
-                "所属区县": district.name,
-                "所属街镇": town.name,
-                "事发地址": fake_address(rng, district.name, town.name),
-                "诉求内容": text,
-                "承办单位": unit,
-                "回访结果": _weighted(rng, RATINGS),
-            },
-        ))
+        orders.append(
+            WorkOrder(
+                number=number,
+                received_at=received,
+                closed_at=closed,
+                fields={
+                    "工单编号": number,
+                    "受理时间": f"{received:%Y-%m-%d %H:%M:%S}",
+                    "来电人姓名": fake_name(rng),
+                    "来电号码": fake_mobile(rng),
+                    "诉求类型": matter_type,
+                    "问题分类": category,
+                    "所属区县": district.name,
+                    "所属街镇": town.name,
+                    "事发地址": fake_address(rng, district.name, town.name),
+                    "诉求内容": text,
+                    "承办单位": unit,
+                    "回访结果": _weighted(rng, RATINGS),
+                },
+            )
+        )
     return tuple(orders)
 
 

@@ -10,10 +10,35 @@ from __future__ import annotations
 import random
 from datetime import date
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
-GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂英华建国志红梅玉兰文博宇浩然子涵欣怡俊杰思远雨婷晓东春生"
-MOBILE_PREFIXES = ("130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "152", "158", "159",
-                   "177", "180", "181", "186", "187", "188", "189", "199")
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+)
+GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂英华建国志红梅玉兰文博宇浩然子涵欣怡俊杰思远雨婷晓东春生"
+)
+MOBILE_PREFIXES = (
+    "130",
+    "131",
+    "132",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "158",
+    "159",
+    "177",
+    "180",
+    "181",
+    "186",
+    "187",
+    "188",
+    "189",
+    "199",
+)
 STREETS = ("人民路", "解放路", "建设路", "和平街", "中山路", "新华街", "滨江路", "朝阳路", "文化路", "胜利街")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -40,4 +65,5 @@ def fake_id_number(rng: random.Random, region_code: str) -> str:
 
 
 def fake_address(rng: random.Random, district: str, town: str) -> str:
-    return f"{district}{town}{rng.choice(STREETS)}{rng.randrange(1, 300)}号{rng.randrange(1, 30)}栋{rng.randrange(101, 2600)}室"
+    street = f"{rng.choice(STREETS)}{rng.randrange(1, 300)}号"
+    return f"{district}{town}{street}{rng.randrange(1, 30)}栋{rng.randrange(101, 2600)}室"

@@ -9,7 +9,10 @@ with work_orders as (
 
 calendar as (
 
-    select date_day, is_workday from {{ ref('dim_date') }}
+    select
+        date_day,
+        is_workday
+    from {{ ref('dim_date') }}
 
 ),
 
@@ -20,7 +23,8 @@ timed as (
         (
             select count(*)
             from calendar
-            where calendar.is_workday
+            where
+                calendar.is_workday
                 and calendar.date_day > work_orders.received_date
                 and calendar.date_day <= work_orders.closed_date
         ) as working_days_to_close
@@ -68,8 +72,10 @@ inner join timed
 left join {{ ref('dim_category') }} as category
     on work_orders.category_name = category.category_name
 left join {{ ref('dim_region') }} as region
-    on work_orders.district_name = region.district_name
-    and work_orders.town_name = region.town_name
+    on
+        work_orders.district_name = region.district_name
+        and work_orders.town_name = region.town_name
 left join {{ ref('sla_policy') }} as sla
-    on sla.channel = 'hotline'
-    and work_orders.matter_type = sla.matter_type
+    on
+        sla.channel = 'hotline'
+        and work_orders.matter_type = sla.matter_type

@@ -17,12 +17,18 @@ select
     current_month.month_start,
     current_month.cases_received,
     current_month.cases_closed,
-    cast(round(cast(current_month.cases_closed as numeric) / nullif(current_month.cases_received, 0), 4)
-        as numeric(7, 4)) as closed_rate,
-    cast(round(cast(current_month.cases_closed_on_time as numeric) / nullif(current_month.cases_closed, 0), 4)
-        as numeric(7, 4)) as on_time_rate,
-    cast(round(cast(current_month.cases_satisfied as numeric) / nullif(current_month.cases_rated, 0), 4)
-        as numeric(7, 4)) as satisfaction_rate,
+    cast(
+        round(cast(current_month.cases_closed as numeric) / nullif(current_month.cases_received, 0), 4)
+        as numeric(7, 4)
+    ) as closed_rate,
+    cast(
+        round(cast(current_month.cases_closed_on_time as numeric) / nullif(current_month.cases_closed, 0), 4)
+        as numeric(7, 4)
+    ) as on_time_rate,
+    cast(
+        round(cast(current_month.cases_satisfied as numeric) / nullif(current_month.cases_rated, 0), 4)
+        as numeric(7, 4)
+    ) as satisfaction_rate,
     previous_month.cases_received as prev_month_received,
     previous_year.cases_received as prev_year_received
 from monthly as current_month

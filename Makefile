@@ -1,0 +1,26 @@
+# The two fresh-machine commands (see README):
+#   make demo   the whole pipeline through Airflow on simulated data, outputs under output/
+#   make test   lint + the test suite against real PostgreSQL, Airflow, dbt, GX, WeasyPrint, SMTP
+SHELL := /bin/bash
+export PYTHONDONTWRITEBYTECODE :=
+VENV := .venv
+MONTH ?= 2025-06
+
+.PHONY: setup demo test lint airflow clean
+
+setup:
+	@scripts/bootstrap.sh
+
+demo: setup
+	$(VENV)/bin/xinfang demo --month $(MONTH)
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/xinfang lint-sql
+
+test: setup lint
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf data output dbt_project/target dbt_project/logs

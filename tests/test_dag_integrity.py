@@ -1,0 +1,77 @@
+"""DAG policy: every DAG imports, is owned, tagged, retried, and cheap to parse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xinfang.config import get_settings
+from xinfang.orchestration import schedules
+
+EXPECTED_DAGS = {"hotline_ingest", "warehouse_transform", "monthly_risk_report"}
+ALLOWED_TAGS = {"ingest", "hotline", "transform", "dbt", "publish", "report", "extract"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(get_settings().dags_dir))
+
+
+def test_dagbag_imports_every_dag_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dags) == EXPECTED_DAGS
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_has_owner_tags_docs_and_retries(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags, f"{dag_id} has no tags"
+    assert set(dag.tags) <= ALLOWED_TAGS, f"{dag_id} uses tags outside the allowed set: {dag.tags}"
+    assert dag.doc_md, f"{dag_id} has no documentation"
+    assert dag.max_active_runs == 1
+    assert dag.tasks, f"{dag_id} has no tasks"
+    for task in dag.tasks:
+        assert task.owner == schedules.OWNER, f"{dag_id}.{task.task_id} owner is {task.owner!r}"
+        assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_transform_dag_is_scheduled_by_the_raw_asset_not_the_clock(dagbag):
+    dag = dagbag.dags["warehouse_transform"]
+    condition = dag.timetable.asset_condition
+    assert [a.uri for a in condition.objects] == [schedules.HOTLINE_RAW.uri]
+    ingest = dagbag.dags["hotline_ingest"]
+    outlets = [o.uri for t in ingest.tasks for o in getattr(t, "outlets", [])]
+    assert schedules.HOTLINE_RAW.uri in outlets
+
+
+def test_transform_dag_has_a_task_for_every_model_in_the_manifest(dagbag):
+    manifest = json.loads((get_settings().dbt_target_dir / "manifest.json").read_text(encoding="utf-8"))
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    task_ids = set(dagbag.dags["warehouse_transform"].task_ids)
+    missing = {m for m in models if f"dbt.{m}.run" not in task_ids}
+    assert models and not missing, f"models without a Cosmos task: {missing}"
+
+
+def test_parsing_the_dags_never_runs_dbt(monkeypatch):
+    """Cosmos must render from the precompiled manifest: no `dbt ls`/`dbt deps` at parse time."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("args"))
+        raise AssertionError("dbt or a subprocess was started while parsing DAGs")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    from dbt.cli.main import dbtRunner
+
+    monkeypatch.setattr(dbtRunner, "invoke", refuse)
+    bag = DagBag(dag_folder=str(Path(get_settings().dags_dir) / "warehouse_transform.py"))
+    assert bag.import_errors == {}
+    assert "warehouse_transform" in bag.dags
+    assert calls == []
