@@ -7,6 +7,7 @@ in a temporary folder. Either way every test talks to a real server.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -34,6 +35,8 @@ os.environ.update(
     }
 )
 os.environ.pop("XINFANG_TASK_RETRIES", None)
+# pgserver logs from an atexit hook, after pytest has closed the capture streams.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 def _fresh_database_on(url: str) -> tuple[str, callable]:

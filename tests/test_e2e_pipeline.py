@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 MONTH = "2025-06"
 XINFANG = str(Path(sys.executable).with_name("xinfang"))
+NETGUARD = Path(__file__).parent / "netguard"
 
 
 def _env(database_url: str, data: Path, output: Path) -> dict[str, str]:
@@ -52,10 +53,21 @@ def demo(database_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     data, output = root / "data", root / "output"
     env = _env(database_url, data, output)
+    # Every process of the run (Airflow, dbt, GX, WeasyPrint) logs any attempt to leave the machine.
+    netlog = root / "network_attempts.log"
+    env["XINFANG_NETGUARD_LOG"] = str(netlog)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), env.get("PYTHONPATH")]))
     result = _run(["demo", "--month", MONTH], env)
     (root / "demo.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     assert result.returncode == 0, f"demo failed, log in {root / 'demo.log'}:\n{result.stderr[-4000:]}"
-    return {"env": env, "data": data, "output": output, "stdout": result.stdout, "url": database_url}
+    return {
+        "env": env,
+        "data": data,
+        "output": output,
+        "stdout": result.stdout,
+        "url": database_url,
+        "netlog": netlog,
+    }
 
 
 def _query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -82,6 +94,24 @@ def test_demo_prints_where_each_output_is(demo):
         line = next((ln for ln in demo["stdout"].splitlines() if ln.strip().startswith(name)), None)
         assert line is not None, f"demo output does not say where the {name} is"
         assert Path(line.split(maxsplit=1)[1]).exists()
+
+
+def test_demo_never_tries_to_reach_the_network(demo):
+    attempts = demo["netlog"].read_text(encoding="utf-8") if demo["netlog"].exists() else ""
+    assert attempts == "", f"network access attempted during the demo:\n{attempts[:3000]}"
+
+
+def test_network_guard_is_active_in_the_demo_processes(demo, tmp_path):
+    """The guard itself must work, or the test above proves nothing."""
+    log = tmp_path / "probe.log"
+    env = demo["env"] | {"XINFANG_NETGUARD_LOG": str(log)}
+    probe = (
+        "import socket\n"
+        "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n"
+        "except OSError:\n    pass"
+    )
+    subprocess.run([sys.executable, "-c", probe], env=env, check=True, timeout=60)
+    assert "192.0.2.1" in log.read_text(encoding="utf-8")
 
 
 def test_pdf_figures_equal_what_sql_returns(demo):
