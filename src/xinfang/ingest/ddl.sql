@@ -89,3 +89,10 @@ BEGIN
     END IF;
 END
 $$;
+
+-- High-water marks of incremental sources (API updated_since, database updated_at).
+CREATE TABLE IF NOT EXISTS ops.watermarks (
+    source text PRIMARY KEY,
+    watermark timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
