@@ -227,7 +227,7 @@ def export_path(landing_dir: Path, day: date) -> Path:
     return landing_dir / f"{FILE_PREFIX}{day:%Y%m%d}.csv"
 
 
-def write_export(day: date, landing_dir: Path, cfg: SimConfig) -> Path:
+def write_export(day: date, landing_dir: Path, cfg: SimConfig, *, lookback_days: int = 60) -> Path:
     """Write the day's export as the vendor does; an existing file is left as it is."""
     path = export_path(landing_dir, day)
     if path.exists():
@@ -237,7 +237,7 @@ def write_export(day: date, landing_dir: Path, cfg: SimConfig) -> Path:
     with tmp.open("w", encoding=ENCODING, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=HEADERS, lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(export_rows(day, cfg))
+        writer.writerows(export_rows(day, cfg, lookback_days))
     tmp.replace(path)
     return path
 
