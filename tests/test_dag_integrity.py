@@ -11,8 +11,14 @@ import pytest
 from xinfang.config import get_settings
 from xinfang.orchestration import schedules
 
-EXPECTED_DAGS = {"hotline_ingest", "warehouse_transform", "monthly_risk_report"}
-ALLOWED_TAGS = {"ingest", "hotline", "transform", "dbt", "publish", "report", "extract"}
+EXPECTED_DAGS = {
+    "hotline_ingest",
+    "warehouse_transform",
+    "monthly_risk_report",
+    "grid_ingest",
+    "online_petition_ingest",
+}
+ALLOWED_TAGS = {"ingest", "hotline", "grid", "online", "transform", "dbt", "publish", "report", "extract"}
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,12 @@ def test_every_airflow_command_in_compose_exists_in_the_locked_airflow():
     for service in _compose()["services"].values():
         command = service.get("command")
         if command and command[0] == "airflow":
-            result = subprocess.run([airflow, *command[1:], "--help"], capture_output=True, text=True, timeout=120)
-            assert result.returncode == 0, f"`{' '.join(command)}` is not an Airflow command: {result.stderr[-500:]}"
+            result = subprocess.run(
+                [airflow, *command[1:], "--help"], capture_output=True, text=True, timeout=120
+            )
+            assert result.returncode == 0, (
+                f"`{' '.join(command)}` is not an Airflow command: {result.stderr[-500:]}"
+            )
 
 
 def test_dockerfile_copies_only_paths_that_exist():

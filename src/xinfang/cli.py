@@ -53,6 +53,46 @@ def cmd_sim_hotline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_grid(args: argparse.Namespace) -> int:
+    from xinfang.sim.grid_system import advance_to
+
+    result = advance_to(args.as_of)
+    print(
+        f"grid system as of {result.as_of}: {result.events_inserted} events inserted, "
+        f"{result.events_updated} updated, {result.actions_inserted} actions; "
+        f"{result.grids} grids, {result.workers} workers"
+    )
+    return 0
+
+
+def cmd_sim_serve_web(args: argparse.Namespace) -> int:
+    from xinfang.sim.web_api import FaultConfig, serve, world_provider
+
+    token = args.token or os.environ.get("XINFANG_SIM_WEB_TOKEN")
+    if not token:
+        print("give --token or set XINFANG_SIM_WEB_TOKEN", file=sys.stderr)
+        return 2
+    faults = FaultConfig(
+        rate_429=args.rate_429,
+        rate_5xx=args.rate_5xx,
+        rate_slow=args.rate_slow,
+        slow_seconds=args.slow_seconds,
+        retry_after_seconds=args.retry_after,
+        seed=args.seed,
+    )
+    provider = world_provider(
+        seed=args.seed,
+        start=args.registered_from,
+        end=args.registered_to,
+        as_of=args.as_of,
+        corrupt_rate=args.corrupt_rate,
+    )
+    clock = f"fixed at {args.as_of:%Y-%m-%dT%H:%M}" if args.as_of else "end of each requested window"
+    print(f"serving {len(provider.petitions)} petitions; clock: {clock}", flush=True)
+    serve(host=args.host, port=args.port, token=token, provider=provider, faults=faults)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from xinfang.orchestration import runtime
 
@@ -62,7 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.verbose:
         # dag.test() echoes every task's log; warnings (e.g. quarantined rows) still show.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    url = runtime.apply(settings)
+    runtime.apply(settings)
     from xinfang.pipeline_run import migrate_airflow_db, run_month
 
     if not (settings.dbt_target_dir / "manifest.json").exists():
@@ -81,7 +121,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"\nxinfang demo for {args.month:%Y-%m} finished in {elapsed:.0f} s "
         f"({result.ingest_runs} daily ingest runs); warehouse: {db_note}"
     )
-    del url
     for name, path in result.outputs.items():
         print(f"  {name:<11} {path}")
     return 0
@@ -158,6 +197,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20250101)
     p.add_argument("--orders-per-day", type=int, default=180)
     p.set_defaults(func=cmd_sim_hotline)
+    p = sim.add_parser("grid", help="bring the grid system's database to its state at a moment")
+    p.add_argument(
+        "--as-of", type=datetime.fromisoformat, required=True, help="bureau time, e.g. 2025-06-30T23:59"
+    )
+    p.set_defaults(func=cmd_sim_grid)
+    p = sim.add_parser("serve-web", help="serve the online petition platform's HTTP API (until Ctrl-C)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", help="bearer token clients must send (default: $XINFANG_SIM_WEB_TOKEN)")
+    p.add_argument("--seed", type=int, default=20250101, help="world seed; also seeds faults and damage")
+    p.add_argument(
+        "--as-of",
+        type=datetime.fromisoformat,
+        help="fixed clock (bureau time); default: each window as it stood at its updated_until",
+    )
+    p.add_argument("--from", dest="registered_from", type=_day, help="serve petitions registered from")
+    p.add_argument("--to", dest="registered_to", type=_day, help="serve petitions registered up to")
+    p.add_argument("--rate-429", type=float, default=0.0, help="share of requests answered 429")
+    p.add_argument("--rate-5xx", type=float, default=0.0, help="share answered 500/502/503")
+    p.add_argument("--rate-slow", type=float, default=0.0, help="share answered after --slow-seconds")
+    p.add_argument("--slow-seconds", type=float, default=5.0)
+    p.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of 429 answers")
+    p.add_argument("--corrupt-rate", type=float, default=0.0, help="share of petitions served damaged")
+    p.set_defaults(func=cmd_sim_serve_web)
 
     p = sub.add_parser("demo", help="run the whole pipeline through Airflow for one month")
     p.add_argument("--month", type=_month, default=date(2025, 6, 1))

@@ -37,6 +37,21 @@ CREATE TABLE IF NOT EXISTS ops.quarantine (
     PRIMARY KEY (batch_id, row_number)
 );
 
+-- API batches are pages, not files: where in the window a quarantined record sat.
+-- row_number stays the record's position in the whole window (unique per batch).
+-- Checked first because ALTER TABLE takes an exclusive lock even when the column exists.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM information_schema.columns
+        WHERE table_schema = 'ops' AND table_name = 'quarantine' AND column_name = 'page_row'
+    ) THEN
+        ALTER TABLE ops.quarantine ADD COLUMN IF NOT EXISTS page integer;
+        ALTER TABLE ops.quarantine ADD COLUMN IF NOT EXISTS page_row integer;
+    END IF;
+END
+$$;
+
 CREATE TABLE IF NOT EXISTS restricted.quarantine_records (
     batch_id bigint NOT NULL REFERENCES ops.load_batches (batch_id),
     row_number integer NOT NULL,

@@ -64,3 +64,34 @@ def report_run_time(month: date) -> pendulum.DateTime:
 
 def period_label(month: date) -> str:
     return f"{month:%Y-%m}"
+
+
+# --- grid management system (read from its database) ---
+
+# The grid system is read straight from its database: shortly after midnight
+# bureau time the previous day's changes are complete.
+GRID_INGEST_SCHEDULE = CronTriggerTimetable("15 0 * * *", timezone=TIMEZONE)
+GRID_RAW = Asset("xinfang://warehouse/raw/grid_screening_events", group="raw")
+
+
+def grid_cutoff_for(logical_date: datetime) -> datetime:
+    """Last source `updated_at` (bureau time, naive) a run at `logical_date` loads: end of the day before."""
+    day = export_day_for(logical_date)
+    return datetime(day.year, day.month, day.day, 23, 59, 59, 999999)
+
+
+# --- online petition platform (HTTP API, updated_since windows) ---
+
+# Shortly after midnight bureau time the previous day is closed on the platform.
+ONLINE_INGEST_SCHEDULE = CronTriggerTimetable("20 0 * * *", timezone=TIMEZONE)
+ONLINE_RAW = Asset("xinfang://warehouse/raw/online_petitions", group="raw")
+# Loaded again at the start of each window: changes committed late (with an earlier
+# last-change time than the previous run saw) are still picked up.
+ONLINE_WINDOW_OVERLAP = timedelta(minutes=10)
+
+
+def online_window_for(logical_date: datetime) -> tuple[datetime, datetime]:
+    """[since, until) a run at `logical_date` loads: the day before, bureau time, plus the overlap."""
+    day = export_day_for(logical_date)
+    start = datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ)
+    return start - ONLINE_WINDOW_OVERLAP, start + timedelta(days=1)

@@ -100,3 +100,44 @@ def deliver_province_extract(built: dict[str, Any]) -> dict[str, Any]:
     with db.connect(autocommit=True) as conn:
         delivery = deliver(conn, Path(built["path"]))
     return {"status": delivery.status, "target": str(delivery.target)}
+
+
+def ingest_grid_events(logical_date: datetime) -> dict[str, Any]:
+    """Load the grid system's changes up to the end of the previous bureau day."""
+    from xinfang.ingest import grid
+    from xinfang.orchestration.schedules import grid_cutoff_for
+
+    settings = get_settings()
+    with db.connect() as conn:
+        result = grid.load_changes(
+            conn, grid.source_url(), pii_key=settings.pii_key, until=grid_cutoff_for(logical_date)
+        )
+    return asdict(result)
+
+
+def ingest_online_petitions(logical_date: datetime) -> dict[str, Any]:
+    """Load the online platform's petitions changed on the previous bureau day (plus the overlap)."""
+    from xinfang.ingest import online, watermarks
+    from xinfang.orchestration.schedules import ONLINE_WINDOW_OVERLAP, online_window_for
+
+    settings = get_settings()
+    platform = online.platform_settings()
+    since, until = online_window_for(logical_date)
+    # Autocommit: each load step is its own transaction, and a failed fetch's ledger row survives.
+    with db.connect(autocommit=True) as conn:
+        online.ensure_schema(conn)
+        mark = watermarks.get(conn, online.SOURCE)
+        if mark is not None and mark < since + ONLINE_WINDOW_OVERLAP:
+            # Runs were skipped (DAG paused, catchup off): start at the mark so no change falls in a gap.
+            since = mark - ONLINE_WINDOW_OVERLAP
+        result = online.load_window(
+            conn,
+            base_url=platform.base_url,
+            token=platform.token,
+            since=since,
+            until=until,
+            pii_key=settings.pii_key,
+            page_size=platform.page_size,
+            retry=online.RetryPolicy(timeout=platform.timeout),
+        )
+    return asdict(result)

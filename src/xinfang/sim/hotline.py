@@ -116,6 +116,9 @@ class SimConfig:
     orders_per_day: int = 180
     # Share of rows written deliberately malformed, as real exports occasionally are.
     bad_row_rate: float = 0.002
+    # Also export the orders the world model (xinfang.sim.world, same seed) turned into petitions
+    # (channel 12345转办), so their work-order numbers can be traced back to the hotline.
+    petition_conversions: bool = True
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,41 @@ def orders_received_on(day: date, cfg: SimConfig) -> tuple[WorkOrder, ...]:
                 },
             )
         )
+    if cfg.petition_conversions:
+        orders.extend(_converted_orders(day, cfg.seed))
     return tuple(orders)
+
+
+def _converted_orders(day: date, seed: int) -> list[WorkOrder]:
+    """Orders of `day` handed to the petition system; numbered GD{day}9nnnn, apart from the rest."""
+    from xinfang.sim.world import hotline_orders_converted_on  # the world imports the city, not us
+
+    orders = []
+    for o in hotline_orders_converted_on(day, seed):
+        received, closed = o["received_at"], o["closed_at"]
+        orders.append(
+            WorkOrder(
+                number=o["number"],
+                received_at=received,
+                closed_at=closed,
+                fields={
+                    "工单编号": o["number"],
+                    "受理时间": f"{received:%Y-%m-%d %H:%M:%S}",
+                    "来电人姓名": o["caller_name"],
+                    "来电号码": o["caller_phone"],
+                    "诉求类型": o["matter_type"],
+                    "问题分类": o["category_name"],
+                    "所属区县": o["district_name"],
+                    "所属街镇": o["town_name"],
+                    "事发地址": o["address"],
+                    "诉求内容": o["content"],
+                    "承办单位": o["handling_unit"],
+                    # The petition system calls the petitioner back, not the hotline.
+                    "回访结果": "未回访",
+                },
+            )
+        )
+    return orders
 
 
 def _row(order: WorkOrder, as_of: date) -> dict[str, str]:
