@@ -65,6 +65,7 @@ def demo(database_url, tmp_path_factory):
         "data": data,
         "output": output,
         "stdout": result.stdout,
+        "stderr": result.stderr,
         "url": database_url,
         "netlog": netlog,
     }
@@ -196,6 +197,75 @@ def test_extract_checksum_rows_and_no_personal_data(demo):
     assert people
     leaks = [value for person in people for value in person if value in text]
     assert leaks == [], f"{len(leaks)} personal values found in the extract"
+
+
+def test_all_three_sources_loaded_and_every_batch_reconciles(demo):
+    rows = _query(
+        demo["url"],
+        """SELECT source, count(*), count(*) FILTER (WHERE status <> 'loaded'),
+                  count(*) FILTER (WHERE source_rows <> loaded_rows + quarantined_rows), sum(loaded_rows)
+           FROM ops.load_batches GROUP BY source""",
+    )
+    by_source = {r[0]: r[1:] for r in rows}
+    assert set(by_source) == {"hotline", "online_petitions", "grid_events"}
+    for source, (batches, failed, unreconciled, loaded) in by_source.items():
+        assert failed == 0 and unreconciled == 0, source
+        assert batches > 0 and loaded > 0, source
+    # Two months of daily exports and API windows: one batch per day for each.
+    assert by_source["hotline"][0] == by_source["online_petitions"][0] == 61
+
+
+def _personal_values(url: str) -> tuple[set[str], list[str]]:
+    """Raw identifiers from the restricted schema: digit strings, and name/address samples."""
+    digits: set[str] = set()
+    texts: list[str] = []
+    for sql in (
+        "SELECT caller_phone, NULL, caller_name, address FROM restricted.hotline_callers",
+        "SELECT phone, id_number, name, address FROM restricted.online_petitioners",
+        "SELECT phone, NULL, name, NULL FROM restricted.grid_workers",
+    ):
+        for phone, id_number, name, address in _query(url, sql):
+            digits.update(v for v in (phone, id_number) if v)
+            texts.extend(v for v in (name, address) if v and len(v) >= 3)
+    # Every phone and ID number is checked; names and addresses by a fixed sample (substring search is slow).
+    return digits, sorted(set(texts))[::17]
+
+
+def _leaks(text: str, digits: set[str], samples: list[str]) -> list[str]:
+    found = [t for t in re.findall(r"\d{11}|\d{17}[\dX]", text) if t in digits]
+    return found + [s for s in samples if s in text]
+
+
+def test_no_personal_data_outside_the_restricted_schema_in_outputs_or_logs(demo):
+    digits, samples = _personal_values(demo["url"])
+    assert len(digits) > 1000 and len(samples) > 100
+    columns = _query(
+        demo["url"],
+        """SELECT table_schema, table_name, column_name FROM information_schema.columns
+           WHERE table_schema NOT IN ('restricted', 'pg_catalog', 'information_schema')
+             AND data_type IN ('text', 'character varying', 'jsonb', 'json')""",
+    )
+    assert columns
+    leaks = {}
+    for schema, table, column in columns:
+        values = _query(
+            demo["url"], f'SELECT string_agg("{column}"::text, chr(10)) FROM "{schema}"."{table}"'
+        )
+        found = _leaks(values[0][0] or "", digits, samples)
+        if found:
+            leaks[f"{schema}.{table}.{column}"] = len(found)
+    files = [p for p in demo["output"].rglob("*") if p.is_file() and p.suffix != ".pdf"]
+    files += [p for p in (demo["data"] / "airflow").rglob("*.log")]
+    for path in files:
+        found = _leaks(path.read_text(encoding="utf-8", errors="replace"), digits, samples)
+        if found:
+            leaks[str(path)] = len(found)
+    for pdf in demo["output"].rglob("*.pdf"):
+        if found := _leaks(_pdf_text(pdf), digits, samples):
+            leaks[str(pdf)] = len(found)
+    if found := _leaks(demo["stdout"] + demo["stderr"], digits, samples):
+        leaks["demo console output"] = len(found)
+    assert leaks == {}, f"personal data found outside the restricted schema: {leaks}"
 
 
 def _snapshot(demo) -> dict:

@@ -6,11 +6,16 @@ DAGs, the real Airflow metadata database, real task instances and XComs.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from xinfang.config import Settings
@@ -74,27 +79,78 @@ def run_dag(dag, **kwargs) -> None:
         raise DagRunFailed(f"{dag.dag_id} run {run.run_id} ended {state}; failed tasks: {failed}")
 
 
+@contextmanager
+def online_platform(first: date, last: date) -> Iterator[str]:
+    """The online petition platform's simulator as a separate process, configured as the DAG's connection.
+
+    It serves petitions registered from half a year before `first` (so updates
+    to older petitions arrive too) up to `last`; the token is made up per run.
+    """
+    token = secrets.token_urlsafe(24)
+    xinfang = str(Path(sys.executable).with_name("xinfang"))
+    command = [
+        xinfang,
+        "sim",
+        "serve-web",
+        "--port",
+        "0",
+        "--from",
+        (first - timedelta(days=183)).isoformat(),
+        "--to",
+        last.isoformat(),
+    ]
+    env = {**os.environ, "XINFANG_SIM_WEB_TOKEN": token}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in server.stdout:
+            if "listening on" in line:
+                url = line.rsplit(" ", 1)[1].strip().removesuffix("/api/v1/petitions")
+                break
+        if url is None:
+            raise DagRunFailed(f"the online platform simulator did not start (exit {server.wait()})")
+        os.environ["AIRFLOW_CONN_XINFANG_ONLINE_PLATFORM"] = json.dumps(
+            {"conn_type": "http", "host": url, "password": token}
+        )
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def run_month(month: date, settings: Settings, *, history_months: int = 1) -> MonthRun:
-    """Ingest every day of `month` (and `history_months` before it), transform, gate and publish."""
+    """Ingest every day of `month` (and `history_months` before it) from all three sources,
+    then transform, gate and publish."""
     from xinfang.orchestration.schedules import ingest_run_time, report_run_time
+    from xinfang.sim import grid_system
     from xinfang.sim.hotline import SimConfig, write_exports
+    from xinfang.sim.world import build_world, write_ground_truth
 
     first = month
     for _ in range(history_months):
         first = previous_month(first)
     days = [d for m in _months(first, month) for d in month_days(m)]
     write_exports(days[0], days[-1], settings.hotline_landing_dir, SimConfig())
+    # For evaluating the risk warnings later; nothing in the pipeline reads it.
+    write_ground_truth(build_world(), settings.data_dir / "sim" / "ground_truth.json")
 
     dags = load_dags(settings)
-    for day in days:
-        run_dag(dags["hotline_ingest"], logical_date=ingest_run_time(day))
+    with online_platform(days[0], days[-1]):
+        for day in days:
+            # The grid system lives on by itself; here its clock is moved to the end of each day.
+            end_of_day = datetime.combine(day, time(23, 59, 59))
+            if grid_system.clock(grid_system.source_url()) < end_of_day:
+                grid_system.advance_to(end_of_day)
+            run_time = ingest_run_time(day)
+            for dag_id in ("hotline_ingest", "online_petition_ingest", "grid_ingest"):
+                run_dag(dags[dag_id], logical_date=run_time)
     # Asset-triggered runs have no logical date in Airflow 3.
     run_dag(dags["warehouse_transform"], logical_date=None)
     run_dag(dags["monthly_risk_report"], logical_date=report_run_time(month))
     label = f"{month:%Y-%m}"
     return MonthRun(
         month=month,
-        ingest_runs=len(days),
+        ingest_runs=len(days) * 3,
         outputs={
             "report": settings.output_dir / "reports" / label,
             "outbox": settings.outbox_dir,
