@@ -115,6 +115,7 @@ BAD_ROWS = {
     "closed_without_closing_time": (lambda: row(办结时间=""), "办结时间"),
     "unknown_status": (lambda: row(办理状态="已撤销"), "办理状态"),
     "malformed_phone": (lambda: row(来电号码="166123"), "来电号码"),
+    "nul_character": (lambda: row(诉求内容="电梯故障\x00无人维修"), "诉求内容"),
     "extra_field": (lambda: [*row().values(), "多余字段"], "*"),
     "missing_field": (lambda: list(row().values())[:-1], "*"),
 }

@@ -17,7 +17,7 @@ _ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 
 
 def normalise_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
+    digits = phone if phone.isdigit() and phone.isascii() else re.sub(r"\D", "", phone)
     for country_code in ("0086", "86"):
         if len(digits) == 11 + len(country_code) and digits.startswith(country_code):
             return digits[len(country_code) :]

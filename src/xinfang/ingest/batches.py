@@ -33,6 +33,15 @@ class ReconciliationError(Exception):
     pass
 
 
+class RowError(Exception):
+    """One record cannot be taken: the field at fault and a reason free of personal data."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Rejection:
     row_number: int  # 1 = first data row after the header

@@ -37,7 +37,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from xinfang import pii
 from xinfang.config import BUREAU_TZ, get_settings
 from xinfang.ingest import batches, watermarks
-from xinfang.ingest.batches import BatchResult, Rejection
+from xinfang.ingest.batches import BatchResult, Rejection, RowError
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,6 @@ RAW_WORKER_COLUMNS = (
     "source_updated_at",
 )
 PII_WORKER_COLUMNS = ("worker_code", "worker_key", "name", "phone", "source_updated_at")
-
-
-class RowError(Exception):
-    def __init__(self, field: str, reason: str):
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import psycopg
 
 from xinfang import pii
 from xinfang.ingest import batches
-from xinfang.ingest.batches import BatchResult, Rejection, UnusableFileError
+from xinfang.ingest.batches import BatchResult, Rejection, RowError, UnusableFileError
+from xinfang.ingest.copy_text import copy_rows
 from xinfang.ingest.reference import ReferenceData, reference_data
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,6 @@ PII_COLUMNS = (
 )
 
 
-class RowError(Exception):
-    def __init__(self, field: str, reason: str):
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
 def file_date_of(path: Path) -> date:
     match = FILE_NAME.match(path.name)
     if not match:
@@ -120,6 +114,8 @@ def _validate(raw: dict[str, str], ref: ReferenceData) -> dict[str, object]:
     for header, value in raw.items():
         if _UNDECODED.search(value):
             raise RowError(header, "bytes that are not valid GB18030")
+        if "\x00" in value:
+            raise RowError(header, "NUL character (cannot be stored)")
     number = raw["工单编号"].strip()
     if not WORK_ORDER_NO.match(number):
         raise RowError("工单编号", "missing or malformed work-order number")
@@ -151,7 +147,8 @@ def _validate(raw: dict[str, str], ref: ReferenceData) -> dict[str, object]:
 def _storable(record: dict[str, str]) -> dict[str, str]:
     """The record with undecodable bytes shown as \\xNN: lone surrogates cannot be stored as UTF-8."""
     return {
-        k: v.encode(ENCODING, "surrogateescape").decode(ENCODING, "backslashreplace")
+        # NUL is no more storable in jsonb than in text: shown escaped like the undecodable bytes.
+        k: v.encode(ENCODING, "surrogateescape").decode(ENCODING, "backslashreplace").replace("\x00", "\\x00")
         for k, v in record.items()
     }
 
@@ -257,12 +254,8 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
             started_at=started,
         )
         with conn.cursor() as cur:
-            with cur.copy(f"COPY raw.hotline_work_orders ({', '.join(RAW_COLUMNS)}) FROM STDIN") as cp:
-                for row in good_raw:
-                    cp.write_row((batch_id, *row))
-            with cur.copy(f"COPY restricted.hotline_callers ({', '.join(PII_COLUMNS)}) FROM STDIN") as cp:
-                for row in good_pii:
-                    cp.write_row((batch_id, *row))
+            copy_rows(cur, "raw.hotline_work_orders", RAW_COLUMNS, ((batch_id, *row) for row in good_raw))
+            copy_rows(cur, "restricted.hotline_callers", PII_COLUMNS, ((batch_id, *row) for row in good_pii))
         batches.verify_reconciliation(conn, batch_id, "raw.hotline_work_orders")
     log.info(
         "%s loaded as batch %d: %d source rows = %d loaded + %d quarantined",

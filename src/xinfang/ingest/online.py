@@ -44,7 +44,7 @@ import psycopg
 from xinfang import pii
 from xinfang.config import BUREAU_TZ, get_settings
 from xinfang.ingest import batches, watermarks
-from xinfang.ingest.batches import BatchResult, Rejection
+from xinfang.ingest.batches import BatchResult, Rejection, RowError
 from xinfang.sim.records import CHANNELS, EVENT_TYPES, RATINGS
 
 log = logging.getLogger(__name__)
@@ -275,13 +275,6 @@ def fetch_window(
 
 
 # --- validation and pseudonymisation -------------------------------------------------------------
-
-
-class RowError(Exception):
-    def __init__(self, field: str, reason: str):
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from datetime import date, datetime, time
 from typing import Any, Protocol
 
 import psycopg
@@ -338,24 +337,6 @@ def clock(url: str | None = None) -> datetime:
     return row[0] if row else datetime.min
 
 
-@lru_cache(maxsize=8192)
-def _events_reported_on(world: GridWorld, day: date) -> tuple[GridEvent, ...]:
-    return tuple(world.grid_events(day, day))
-
-
-def _events_between(world: GridWorld, start: date, end: date) -> Iterator[GridEvent]:
-    """The world's events day by day, each day generated once per process.
-
-    A day's events never change once generated (the world is deterministic per
-    day), and a simulated clock advanced day after day would otherwise rebuild
-    every earlier day on each step.
-    """
-    day = start
-    while day <= end:
-        yield from _events_reported_on(world, day)
-        day += timedelta(days=1)
-
-
 def advance_to(moment: datetime, world: GridWorld | None = None, url: str | None = None) -> AdvanceResult:
     """Bring the grid system's tables to their state as of `moment` (bureau time, naive)."""
     if moment.tzinfo is not None:
@@ -368,7 +349,7 @@ def advance_to(moment: datetime, world: GridWorld | None = None, url: str | None
     start = _world_start(world)
     epoch = datetime.combine(start, time(0, 0))
     events, actions = [], []
-    for event in _events_between(world, start, moment.date()):
+    for event in world.grid_events(start, moment.date()):
         state = state_as_of(event, moment)
         if state is None:
             continue

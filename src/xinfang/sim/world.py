@@ -1353,6 +1353,12 @@ def _days(first: date, last: date) -> Iterator[date]:
         yield first + timedelta(days=i)
 
 
+@lru_cache(maxsize=2048)
+def _grid_events_built(world: World, day: date) -> tuple[GridEvent, ...]:
+    """A day's events, built once: the grid system's clock re-reads every earlier day on each advance."""
+    return tuple(world._grid_event(seed) for seed in _grid_day(world.config, day))
+
+
 class World:
     """Everything the simulated source systems know, generated on demand from `config`."""
 
@@ -1375,8 +1381,7 @@ class World:
         """Screening events reported in [start, end], in their latest state, in report order."""
         first, last = self._clamp(start, end)
         for day in _days(first, last) if first <= last else ():
-            for seed in _grid_day(self.config, day):
-                yield self._grid_event(seed)
+            yield from _grid_events_built(self, day)
 
     def _grid_event(self, g: _GridSeed) -> GridEvent:
         worker = grid_worker_code(g.grid_code)
@@ -1477,7 +1482,7 @@ def clear_caches() -> None:
     """Forget every generated day (tests use it to prove a day is rebuilt identically from scratch)."""
     for cached in (
         build_world, _planted_plan, _stream_sums, _grid_day, _escalated_from, _skeleton, _petition_day,
-        _category_weights,
+        _category_weights, _grid_events_built,
     ):  # fmt: skip
         cached.cache_clear()
 
