@@ -6,6 +6,7 @@ window of days, so the session-wide database can be shared with other tests.
 
 from __future__ import annotations
 
+import hmac as hmac_module
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -568,3 +569,21 @@ def test_world_days_load_through_faults_and_damage_and_reconcile(
         first_seqs = {e["xh"] for e in first_day[number]["blgc"]}
         assert {b for seq, b in history if seq in first_seqs} == {results[0].batch_id}
         assert {b for seq, b in history if seq not in first_seqs} == {results[1].batch_id}
+
+
+def test_the_phone_key_links_a_petitioner_to_the_hotline_callers_key(conn: psycopg.Connection) -> None:
+    """Hotline callers are known by phone only; petitioners by ID number. The phone key joins them."""
+    since, until = window_of(next_day())
+    petitions = day_petitions(since, 2)
+    with serving(static(*petitions)) as server:
+        load(conn, server.url, since, until)
+    held = dict(
+        conn.execute(
+            "SELECT petition_no, petitioner_phone_key FROM raw.online_petitions WHERE petition_no = ANY(%s)",
+            ([p.number for p in petitions],),
+        ).fetchall()
+    )
+    for one in petitions:
+        # What the hotline loader stores as caller_key for a call from the same phone.
+        expected = hmac_module.new(PII_KEY, one.petitioner.phone.encode(), "sha256").hexdigest()
+        assert held[one.number] == expected

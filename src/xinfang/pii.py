@@ -24,6 +24,26 @@ def normalise_phone(phone: str) -> str:
     return digits
 
 
+_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
+# GB 11643 check digit of resident ID numbers.
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def id_check_digit(first17: str) -> str:
+    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+def id_number_valid(id_number: str) -> bool:
+    return bool(_ID_NUMBER.match(id_number)) and id_check_digit(id_number[:17]) == id_number[17]
+
+
+def mask_id_number(id_number: str) -> str:
+    """110105199001010021 -> 110105********0021: region kept, birth date and sequence hidden."""
+    return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
+
+
 def person_key(identifier: str, key: bytes) -> str:
     """Stable pseudonym of a person from a normalised phone or ID number."""
     return hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()

@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS raw.online_petitions (
     updated_at timestamp NOT NULL,
     status text NOT NULL,
     petitioner_key text NOT NULL,
+    petitioner_phone_key text,
     petitioner_name_masked text NOT NULL,
     petitioner_id_masked text,
     petitioner_phone_masked text,
@@ -31,6 +32,9 @@ CREATE TABLE IF NOT EXISTS raw.online_petitions (
     first_loaded_at timestamptz NOT NULL,
     last_loaded_at timestamptz NOT NULL
 );
+
+-- Added after the first release: the phone-based key that links petitioners to hotline callers.
+ALTER TABLE raw.online_petitions ADD COLUMN IF NOT EXISTS petitioner_phone_key text;
 
 -- Handling history: one row per (petition, event sequence number), insert-if-new,
 -- so every status a petition went through stays visible.

@@ -56,12 +56,8 @@ API_PATH = "/api/v1/petitions"
 DEFAULT_PAGE_SIZE = 200
 
 PETITION_NO = re.compile(r"^[A-Za-z0-9-]{6,40}$")
-ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
 PHONE = re.compile(r"^\d{7,13}$")
 CODE = re.compile(r"^[0-9A-Za-z]{1,20}$")
-# GB 11643 check digit of resident ID numbers.
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
 
 PETITION_COLUMNS = (
     "petition_no",
@@ -70,6 +66,7 @@ PETITION_COLUMNS = (
     "updated_at",
     "status",
     "petitioner_key",
+    "petitioner_phone_key",
     "petitioner_name_masked",
     "petitioner_id_masked",
     "petitioner_phone_masked",
@@ -340,18 +337,6 @@ def _code(record: Mapping[str, Any], key: str, *, allowed: frozenset[str] | None
     return value
 
 
-def _id_number_valid(id_number: str) -> bool:
-    if not ID_NUMBER.match(id_number):
-        return False
-    total = sum(int(c) * w for c, w in zip(id_number[:17], _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11] == id_number[17]
-
-
-def mask_id_number(id_number: str) -> str:
-    """110105199001010021 -> 110105********0021: region kept, birth date and sequence hidden."""
-    return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
-
-
 @dataclass(frozen=True)
 class Checked:
     number: str
@@ -370,7 +355,7 @@ def _petitioner(record: Mapping[str, Any], pii_key: bytes, codes: Codes, town: s
     id_number = _text(person, "zjhm", "xfr.zjhm", required=False)
     if id_number is not None:
         id_number = id_number.strip().upper()
-        if not _id_number_valid(id_number):
+        if not pii.id_number_valid(id_number):
             raise RowError("xfr.zjhm", "malformed ID number or wrong check digit (value withheld)")
     phone = _text(person, "lxdh", "xfr.lxdh", required=False)
     if phone is not None:
@@ -385,13 +370,15 @@ def _petitioner(record: Mapping[str, Any], pii_key: bytes, codes: Codes, town: s
     prefix = codes.place_names.get(region or "", "") or codes.place_names.get(town, "")
     return {
         "key": pii.person_key(id_number or phone or "", pii_key),
+        # The hotline knows callers by phone only: this key links them to petitioners.
+        "phone_key": pii.person_key(phone, pii_key) if phone else None,
         "name": name,
         "id_number": id_number,
         "phone": phone,
         "address": address,
         "region": region,
         "name_masked": pii.mask_name(name),
-        "id_masked": mask_id_number(id_number) if id_number else None,
+        "id_masked": pii.mask_id_number(id_number) if id_number else None,
         "phone_masked": pii.mask_phone(phone) if phone else None,
         "address_masked": pii.mask_address(address, prefix),
     }
@@ -464,6 +451,7 @@ def validate(record: Any, *, pii_key: bytes, codes: Codes) -> Checked:
         updated,
         status,
         person["key"],
+        person["phone_key"],
         person["name_masked"],
         person["id_masked"],
         person["phone_masked"],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from datetime import date
 
+from xinfang.pii import id_check_digit
+
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 )
@@ -41,9 +43,6 @@ MOBILE_PREFIXES = (
 )
 STREETS = ("人民路", "解放路", "建设路", "和平街", "中山路", "新华街", "滨江路", "朝阳路", "文化路", "胜利街")
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-
 
 def fake_name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2, 2))))
@@ -51,11 +50,6 @@ def fake_name(rng: random.Random) -> str:
 
 def fake_mobile(rng: random.Random) -> str:
     return rng.choice(MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
-
-
-def id_check_digit(first17: str) -> str:
-    total = sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS, strict=True))
-    return _ID_CHECK[total % 11]
 
 
 def fake_id_number(rng: random.Random, region_code: str) -> str:
