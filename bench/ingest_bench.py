@@ -57,7 +57,7 @@ def main() -> int:
     path = write_export(day, workdir / "landing", cfg, lookback_days=0)
     generate_s = time.perf_counter() - started
 
-    with db.connect() as conn:
+    with db.connect(autocommit=True) as conn:
         batches.ensure_schema(conn)
         conn.commit()
         started = time.perf_counter()

@@ -45,7 +45,7 @@ def main() -> int:
     t = time.perf_counter()
     files = write_exports(START, END, settings.hotline_landing_dir, SimConfig())
     figures["hotline_generate_s"] = round(time.perf_counter() - t, 1)
-    with db.connect() as conn:
+    with db.connect(autocommit=True) as conn:
         batches.ensure_schema(conn)
         conn.commit()
         t = time.perf_counter()

@@ -22,26 +22,35 @@ from xinfang.orchestration import schedules
     doc_md=__doc__,
 )
 def monthly_risk_report():
-    from xinfang.orchestration import tasks
-
+    # Task bodies import their code when they run, keeping DAG parsing light.
     @task
     def quality_gate(logical_date=None) -> dict:
+        from xinfang.orchestration import tasks
+
         return tasks.quality_gate(logical_date)
 
     @task
     def render_report(logical_date=None) -> dict:
+        from xinfang.orchestration import tasks
+
         return tasks.publish_report(logical_date)
 
     @task
     def mail_report(published: dict) -> dict:
+        from xinfang.orchestration import tasks
+
         return tasks.distribute_report(published)
 
     @task
     def build_extract(logical_date=None) -> dict:
+        from xinfang.orchestration import tasks
+
         return tasks.build_province_extract(logical_date)
 
     @task
     def deliver_extract(built: dict) -> dict:
+        from xinfang.orchestration import tasks
+
         return tasks.deliver_province_extract(built)
 
     gate = quality_gate()

@@ -55,17 +55,21 @@ def _fresh_database_on(url: str) -> tuple[str, callable]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """URL of an empty database, exported as XINFANG_DATABASE_URL for the session."""
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Admin URL of the PostgreSQL server the session uses (external or embedded)."""
     external = os.environ.get("XINFANG_DATABASE_URL")
     if external:
-        url, drop = _fresh_database_on(external)
-    else:
-        import pgserver
+        return external
+    import pgserver
 
-        pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
-        server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
-        url, drop = _fresh_database_on(server.get_uri("postgres"))
+    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+    return pgserver.get_server(str(pgdata), cleanup_mode="stop").get_uri("postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> str:
+    """URL of an empty database, exported as XINFANG_DATABASE_URL for the session."""
+    url, drop = _fresh_database_on(server_url)
     previous = os.environ.get("XINFANG_DATABASE_URL")
     os.environ["XINFANG_DATABASE_URL"] = url
     yield url
@@ -73,6 +77,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         os.environ.pop("XINFANG_DATABASE_URL", None)
     else:
         os.environ["XINFANG_DATABASE_URL"] = previous
+    drop()
+
+
+@pytest.fixture(scope="module")
+def module_database_url(server_url: str, database_url: str) -> str:
+    """A database of the module's own, for tests that assert over whole tables (the demo, calibration)."""
+    url, drop = _fresh_database_on(server_url)
+    yield url
     drop()
 
 

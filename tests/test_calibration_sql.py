@@ -111,14 +111,14 @@ where registered_at >= %s and registered_at < %s
 
 
 @pytest.fixture(scope="module")
-def loaded(database_url):
+def loaded(module_database_url):
     """Every petition of the default world, loaded through the platform's API."""
     config = WorldConfig()
     provider = web_api.world_provider(seed=config.seed, as_of=datetime(2026, 6, 30, 23, 59))
     server = web_api.PetitionAPIServer(("127.0.0.1", 0), token="calibration-token", records_provider=provider)
     web_api.start_in_thread(server)
     try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with psycopg.connect(module_database_url, autocommit=True) as conn:
             online.ensure_schema(conn)
             result = online.load_window(
                 conn,
@@ -134,7 +134,7 @@ def loaded(database_url):
         server.server_close()
     assert result.quarantined_rows == 0
     assert result.source_rows == result.loaded_rows > 70_000
-    return database_url
+    return module_database_url
 
 
 def _figures(url: str) -> dict[str, dict[str, float]]:

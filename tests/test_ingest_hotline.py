@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from factories import csv_line, data_row_count, row, unique_name, unique_phone, write_export
+from factories import csv_line, data_row_count, next_day, row, unique_name, unique_phone, write_export
 from psycopg import sql
 
 from xinfang.db import connect
@@ -116,6 +116,8 @@ BAD_ROWS = {
     "unknown_status": (lambda: row(办理状态="已撤销"), "办理状态"),
     "malformed_phone": (lambda: row(来电号码="166123"), "来电号码"),
     "nul_character": (lambda: row(诉求内容="电梯故障\x00无人维修"), "诉求内容"),
+    "timestamp_with_offset": (lambda: row(受理时间="2025-06-01 09:15+08"), "受理时间"),
+    "timestamp_with_long_offset": (lambda: row(受理时间="2025-06-01 09:15:41+08:00"), "受理时间"),
     "extra_field": (lambda: [*row().values(), "多余字段"], "*"),
     "missing_field": (lambda: list(row().values())[:-1], "*"),
 }
@@ -442,3 +444,44 @@ def test_reporting_role_cannot_reach_restricted(conn: psycopg.Connection) -> Non
         "AND has_table_privilege('xinfang_reporting', format('%I.%I', table_schema, table_name), 'SELECT')"
     ).fetchone()[0]
     assert readable == 0
+
+
+def test_a_connection_in_a_transaction_is_refused(database_url: str, landing: Path) -> None:
+    path = write_export(landing, [row()])
+    with connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
+        load_file(conn, path, pii_key=PII_KEY)
+
+
+def test_the_dag_task_records_an_unusable_file_as_failed(
+    database_url: str, workdirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the task body the DAG runs: the failed ledger row must outlive the raised error."""
+    from xinfang.config import get_settings
+    from xinfang.orchestration import tasks
+    from xinfang.orchestration.schedules import ingest_run_time
+
+    monkeypatch.setenv("XINFANG_PII_KEY", "task-test-key")
+    day = next_day()
+    landing_dir = get_settings().hotline_landing_dir
+    landing_dir.mkdir(parents=True)
+    path = write_export(landing_dir, [row()], headers=HEADERS[:-1], day=day)
+    with pytest.raises(UnusableFileError, match=path.name):
+        tasks.ingest_hotline(ingest_run_time(day))
+    with connect(database_url) as conn:
+        status = conn.execute(
+            "SELECT status FROM ops.load_batches WHERE file_name = %s", (path.name,)
+        ).fetchall()
+    assert status == [("failed",)]
+
+
+def test_the_callers_own_name_and_address_are_scrubbed_from_the_content(
+    conn: psycopg.Connection, landing: Path
+) -> None:
+    good = row()
+    good["诉求内容"] = f"本人{good['来电人姓名']}，家住{good['事发地址']}，楼道灯坏了。"
+    result = load_file(conn, write_export(landing, [good]), pii_key=PII_KEY)
+    [content] = conn.execute(
+        "SELECT content FROM raw.hotline_work_orders WHERE batch_id = %s", (result.batch_id,)
+    ).fetchone()
+    assert good["来电人姓名"] not in content and good["事发地址"] not in content
+    assert "楼道灯坏了" in content

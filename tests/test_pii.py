@@ -110,3 +110,20 @@ def test_scrub_text_hides_mobiles_written_with_country_code_or_separators(typed)
 
 def test_normalise_phone_strips_0086():
     assert normalise_phone("0086 138 1234 5678") == "13812345678"
+
+
+@pytest.mark.parametrize("phone", ["8765432", "87654321", "087654321", "0571876543"])
+def test_mask_phone_of_a_short_landline_hides_all_but_its_last_digits(phone):
+    masked = mask_phone(phone)
+    assert len(masked) == len(phone)
+    shown = [c for c in masked if c != "*"]
+    assert len(shown) <= 4 and masked.count("*") >= 4
+    assert masked.endswith("".join(shown)) and phone.endswith("".join(shown))
+
+
+def test_scrub_text_hides_the_records_own_name_and_address_and_15_digit_ids():
+    text = "我叫王建国，住在江东区东湖街道人民路12号3栋501室，老身份证号110105490101002，求助。"
+    scrubbed = scrub_text(text, name="王建国", address="江东区东湖街道人民路12号3栋501室")
+    assert "王建国" not in scrubbed and "王*国" in scrubbed
+    assert "人民路12号" not in scrubbed
+    assert "110105490101002" not in scrubbed and "110105*****1002" in scrubbed

@@ -88,3 +88,9 @@ def test_report_run_time_is_the_inverse_of_report_month_for() -> None:
             assert run.utcoffset() == timedelta(hours=8)
             assert report_month_for(run) == month
             assert period_label(month) == f"{year}-{m:02d}"
+
+
+def test_a_naive_logical_date_is_bureau_time_not_the_servers_zone():
+    naive = datetime(2025, 6, 2, 0, 30)  # 00:30 in Beijing; in UTC it would still be 1 June
+    assert export_day_for(naive) == date(2025, 6, 1)
+    assert report_month_for(datetime(2025, 7, 1, 0, 30)) == date(2025, 6, 1)

@@ -13,7 +13,8 @@ import re
 
 # Mobile numbers as people type them: 13812345678, +86 138-1234-5678, 0086 138 1234 5678.
 _PHONE_IN_TEXT = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)")
-_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+# Resident ID numbers: 18 characters, or the old 15-digit form still found on some records.
+_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
 
 
 def normalise_phone(phone: str) -> str:
@@ -59,10 +60,14 @@ def mask_name(name: str) -> str:
 
 
 def mask_phone(phone: str) -> str:
+    """138****5678; a short (landline) number keeps at most its last 2 to 4 digits, never the rest."""
     digits = normalise_phone(phone)
-    if len(digits) < 7:
+    if len(digits) >= 11:
+        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    if len(digits) < 6:
         return "*" * len(digits)
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    shown = 2 if len(digits) < 9 else 4
+    return "*" * (len(digits) - shown) + digits[-shown:]
 
 
 def mask_address(address: str, keep_prefix: str) -> str:
@@ -72,7 +77,15 @@ def mask_address(address: str, keep_prefix: str) -> str:
     return "***"
 
 
-def scrub_text(text: str) -> str:
-    """Hide phone and ID numbers that citizens type into free text."""
-    text = _ID_IN_TEXT.sub(lambda m: m.group(0)[:6] + "********" + m.group(0)[-4:], text)
+def scrub_text(text: str, *, name: str | None = None, address: str | None = None) -> str:
+    """Hide phone and ID numbers typed into free text, and the record's own person's name and address.
+
+    Other people's names cannot be found reliably in Chinese text; the record's own
+    petitioner or caller is known, and is the one most often written out in full.
+    """
+    if address and len(address) >= 4:
+        text = text.replace(address, "***")
+    if name and len(name) >= 2:
+        text = text.replace(name, mask_name(name))
+    text = _ID_IN_TEXT.sub(lambda m: mask_id_number(m.group(0)), text)
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)

@@ -201,16 +201,17 @@ def extract(source: str, lower: datetime | None, until: datetime | None) -> Extr
                     "ORDER BY updated_at, id",
                     params,
                 )
+            # Reference tables in full, not bounded by `until`: a grid or worker edited after the
+            # cut-off still exists, and its events must not be quarantined as unknown codes.
             with conn.cursor() as cur:
                 grids = _fetch(
                     cur,
-                    f"SELECT {', '.join(GRID_COLUMNS)} FROM grids WHERE {bound} ORDER BY grid_code",  # noqa: S608
+                    f"SELECT {', '.join(GRID_COLUMNS)} FROM grids ORDER BY grid_code",  # noqa: S608
                     params,
                 )
                 workers = _fetch(
                     cur,
-                    f"SELECT {', '.join(WORKER_COLUMNS)} FROM grid_workers "  # noqa: S608
-                    f"WHERE {bound} ORDER BY worker_code",
+                    f"SELECT {', '.join(WORKER_COLUMNS)} FROM grid_workers ORDER BY worker_code",  # noqa: S608
                     params,
                 )
     return Extract(events, grids, workers)

@@ -98,9 +98,13 @@ def _timestamp(header: str, value: str) -> datetime:
     if len(value) == 19 and value[4] == "-":
         # The vendor's usual form; fromisoformat is C code and far cheaper than strptime.
         try:
-            return datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             raise RowError(header, f"impossible or unreadable timestamp {value!r}") from None
+        if parsed.tzinfo is not None:
+            # The export is in bureau time without offsets; an offset means another writer.
+            raise RowError(header, f"timestamp with a time-zone offset {value!r}")
+        return parsed
     for fmt in TIMESTAMP_FORMATS:
         try:
             return datetime.strptime(value.strip(), fmt)
@@ -182,7 +186,13 @@ def _parse(path: Path) -> tuple[list[tuple[int, dict[str, str]]], list[Rejection
 
 
 def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchResult:
-    """Load one export file; skip it when the same bytes were loaded before."""
+    """Load one export file; skip it when the same bytes were loaded before.
+
+    `conn` must be in autocommit mode: the load runs in its own transaction, and
+    the 'failed' ledger row of an unusable file must outlive the raised error.
+    """
+    if not conn.autocommit:
+        raise ValueError("load_file needs an autocommit connection (db.connect(autocommit=True))")
     started = batches.utcnow()
     sha256 = batches.file_sha256(path)
     day = file_date_of(path)
@@ -227,7 +237,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
                 raw["所属区县"],
                 raw["所属街镇"],
                 pii.mask_address(raw["事发地址"], prefix),
-                pii.scrub_text(raw["诉求内容"]),
+                pii.scrub_text(raw["诉求内容"], name=raw["来电人姓名"], address=raw["事发地址"]),
                 raw["承办单位"],
                 raw["办理状态"],
                 checked["closed_at"],
@@ -240,6 +250,12 @@ def load_file(conn: psycopg.Connection, path: Path, *, pii_key: bytes) -> BatchR
     rejections.sort(key=lambda r: r.row_number)
     source_rows = len(rows) + sum(1 for r in rejections if r.field == "*")
     with conn.transaction():
+        # Two loads of the same file at once (DAG and CLI): the second waits, then skips.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{SOURCE}:{sha256}",))
+        existing = batches.already_loaded(conn, SOURCE, sha256)
+        if existing is not None:
+            log.info("%s was loaded meanwhile as batch %d; skipping", path.name, existing)
+            return BatchResult(SOURCE, path.name, skipped=True, batch_id=existing)
         batch_id = batches.open_batch(
             conn,
             source=SOURCE,

@@ -266,8 +266,12 @@ def fetch_window(
         number += 1
     received = sum(len(p.items) for p in pages)
     if received != pages[0].total:
-        # The window's content moved while paging (a live clock): the next run's overlap catches up.
-        log.warning("online platform announced %d records, %d received", pages[0].total, received)
+        # The window's content moved while paging: offsets shifted, so a record may have been
+        # skipped. Fail (the watermark stays) and let the retry read the window again.
+        raise PlatformError(
+            f"online platform announced {pages[0].total} records in the window but {received} arrived; "
+            "the window changed while paging"
+        )
     return pages
 
 
@@ -462,8 +466,8 @@ def validate(record: Any, *, pii_key: bytes, codes: Codes) -> Checked:
         purpose,
         town,
         grid,
-        pii.scrub_text(title or ""),
-        pii.scrub_text(content or ""),
+        pii.scrub_text(title or "", name=person["name"], address=person["address"]),
+        pii.scrub_text(content or "", name=person["name"], address=person["address"]),
         work_order,
         grid_event,
         len(events),

@@ -40,9 +40,14 @@ def default_args() -> dict:
     }
 
 
+def _bureau_time(moment: datetime) -> datetime:
+    """`moment` in bureau time; a naive value already is (never the server's local zone)."""
+    return moment.replace(tzinfo=BUREAU_TZ) if moment.tzinfo is None else moment.astimezone(BUREAU_TZ)
+
+
 def export_day_for(logical_date: datetime) -> date:
     """The business day whose export a run at `logical_date` loads: the day before, bureau time."""
-    return logical_date.astimezone(BUREAU_TZ).date() - timedelta(days=1)
+    return _bureau_time(logical_date).date() - timedelta(days=1)
 
 
 def ingest_run_time(export_day: date) -> pendulum.DateTime:
@@ -53,7 +58,7 @@ def ingest_run_time(export_day: date) -> pendulum.DateTime:
 
 def report_month_for(logical_date: datetime) -> date:
     """First day of the month a report run at `logical_date` covers: the previous month."""
-    local = logical_date.astimezone(BUREAU_TZ).date()
+    local = _bureau_time(logical_date).date()
     return (local.replace(day=1) - timedelta(days=1)).replace(day=1)
 
 

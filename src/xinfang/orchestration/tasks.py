@@ -29,7 +29,8 @@ def ingest_hotline(logical_date: datetime) -> dict[str, Any]:
 
     settings = get_settings()
     day = export_day_for(logical_date)
-    with db.connect() as conn:
+    # Autocommit: the load is its own transaction, and a failed file's ledger row must survive the error.
+    with db.connect(autocommit=True) as conn:
         result = hotline.load_day(conn, settings.hotline_landing_dir, day, pii_key=settings.pii_key)
     return asdict(result)
 

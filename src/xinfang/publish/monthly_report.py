@@ -56,7 +56,7 @@ def load_stats(conn: psycopg.Connection, month: date) -> dict[str, int]:
         SELECT coalesce(sum(source_rows), 0), coalesce(sum(loaded_rows), 0),
                coalesce(sum(quarantined_rows), 0), count(*)
         FROM ops.load_batches
-        WHERE status = 'loaded' AND date_trunc('month', file_date) = %s
+        WHERE source = 'hotline' AND status = 'loaded' AND date_trunc('month', file_date) = %s
         """,
         (month,),
     ).fetchone()

@@ -141,8 +141,8 @@ def write_summary(results: list[SuiteResult], summary_dir: Path, load_stats: dic
         "load": load_stats,
         "suites": [asdict(r) | {"failed": len(r.failed)} for r in results],
     }
-    json_path = summary_dir / "quality_summary.json"
-    if json_path.exists():
+    json_path, md_path = summary_dir / "quality_summary.json", summary_dir / "quality_summary.md"
+    if json_path.exists() and md_path.exists():
         previous = json.loads(json_path.read_text(encoding="utf-8"))
         if {**previous, "checked_at": None} == json.loads(
             json.dumps({**payload, "checked_at": None}, default=str)
