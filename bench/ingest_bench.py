@@ -13,7 +13,6 @@ PostgreSQL (or XINFANG_DATABASE_URL) and a throw-away data folder.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from results_table import report
 
 
 def _psql() -> str:
@@ -100,12 +99,7 @@ def main() -> int:
         "psql_rows_per_s": round(copied / psql_s),
         "ratio_to_psql_copy": round(psql_s / load_s, 3),
     }
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ingest.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    report(figures, "ingest")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -12,7 +12,6 @@ bench/results/three_years.json. Airflow's own overhead is not included.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -22,7 +21,8 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from results_table import report
+
 START, END = date(2023, 1, 1), date(2025, 12, 31)
 
 
@@ -90,12 +90,7 @@ def main() -> int:
         figures["grid_ingest_s"] = round(time.perf_counter() - t, 1)
         figures["grid_events"] = result.loaded_rows
 
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "three_years.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    report(figures, "three_years")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
