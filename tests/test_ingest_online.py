@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac as hmac_module
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -316,6 +317,8 @@ def _bad(kind: str, record: dict) -> dict:
         record["xfr"] = {**record["xfr"], "lxdh": "166123"}
     elif kind == "unknown_channel":
         record["xfqd"] = "微信群"
+    elif kind == "unknown_residence_region":
+        record["xfr"] = {**record["xfr"], "zzqh": "人民路12号"}
     elif kind == "unknown_town":
         record["wtsd"] = "110105001"
     elif kind == "unknown_rating":
@@ -337,6 +340,7 @@ BAD = {
     "malformed_phone": "xfr.lxdh",
     "unknown_channel": "xfqd",
     "unknown_town": "wtsd",
+    "unknown_residence_region": "xfr.zzqh",
     "unknown_rating": "blgc[2].pj",
     "no_history": "blgc",
     "not_an_object": "*",
@@ -587,3 +591,32 @@ def test_the_phone_key_links_a_petitioner_to_the_hotline_callers_key(conn: psyco
         # What the hotline loader stores as caller_key for a call from the same phone.
         expected = hmac_module.new(PII_KEY, one.petitioner.phone.encode(), "sha256").hexdigest()
         assert held[one.number] == expected
+
+
+def test_an_event_corrected_by_a_newer_version_is_updated(conn: psycopg.Connection) -> None:
+    start = datetime.combine(fresh_days(2)[0], datetime.min.time())
+    first = petition(start + timedelta(hours=9), ("受理", start + timedelta(hours=11)))
+    corrected = replace(first.events[1], note="更正：受理意见有误")
+    later = replace(first.events[1], seq=3, type="交办", at=start + timedelta(days=1, hours=10), note="")
+    second = replace(first, events=(first.events[0], corrected, later))
+    with serving(static(first)) as server:
+        load(conn, server.url, start, start + timedelta(days=1))
+    with serving(static(second)) as server:
+        load(conn, server.url, start + timedelta(days=1), start + timedelta(days=2))
+    held = [(e[1], e[2], e[7]) for e in events_table(conn, [first.number])]
+    assert held == [(1, "登记", first.events[0].note), (2, "受理", "更正：受理意见有误"), (3, "交办", "")]
+
+
+def test_an_older_versions_events_do_not_overwrite_the_newer_ones(conn: psycopg.Connection) -> None:
+    start = datetime.combine(fresh_days(2)[0], datetime.min.time())
+    newer = petition(start + timedelta(hours=9), ("受理", start + timedelta(days=1, hours=11)))
+    older = replace(
+        newer,
+        events=(newer.events[0], replace(newer.events[1], note="旧版本", at=start + timedelta(hours=10))),
+    )
+    with serving(static(newer)) as server:
+        load(conn, server.url, start + timedelta(days=1), start + timedelta(days=2))
+    with serving(static(older)) as server:
+        load(conn, server.url, start, start + timedelta(days=1))
+    held = [(e[1], e[7]) for e in events_table(conn, [newer.number])]
+    assert held == [(1, newer.events[0].note), (2, newer.events[1].note)]

@@ -370,6 +370,9 @@ def _petitioner(record: Mapping[str, Any], pii_key: bytes, codes: Codes, town: s
         raise RowError("xfr", "petitioner has neither ID number nor phone: no person key")
     address = _text(person, "zz", "xfr.zz")
     region = _text(person, "zzqh", "xfr.zzqh", required=False)
+    if region is not None and region not in codes.towns:
+        # Free text here could carry an address into the raw layer: only a known town code passes.
+        raise RowError("xfr.zzqh", "unknown residence region code (value withheld)")
     assert name is not None and address is not None
     prefix = codes.place_names.get(region or "", "") or codes.place_names.get(town, "")
     return {
@@ -604,11 +607,21 @@ def _upsert(conn: psycopg.Connection, batch_id: int) -> dict[str, int]:
         """,  # noqa: S608
         {"batch": batch_id},
     ).fetchone()
+    # Events of the versions now held: new ones are added, and an event the platform corrected
+    # (same sequence number, other content) is updated; an older version's events never win.
+    event_updates = ", ".join(f"{c} = excluded.{c}" for c in EVENT_COLUMNS[2:])
+    held = ", ".join(f"raw.online_petition_events.{c}" for c in EVENT_COLUMNS[2:])
+    offered = ", ".join(f"excluded.{c}" for c in EVENT_COLUMNS[2:])
     events = conn.execute(
         f"""
         INSERT INTO raw.online_petition_events ({", ".join(EVENT_COLUMNS)}, batch_id, loaded_at)
-        SELECT {", ".join(EVENT_COLUMNS)}, %(batch)s, now() FROM stg_online_events
-        ON CONFLICT (petition_no, seq) DO NOTHING
+        SELECT e.{", e.".join(EVENT_COLUMNS)}, %(batch)s, now()
+        FROM stg_online_events e
+        JOIN stg_online_petitions p USING (petition_no)
+        JOIN raw.online_petitions r ON r.petition_no = p.petition_no AND r.record_sha256 = p.record_sha256
+        ON CONFLICT (petition_no, seq) DO UPDATE
+        SET {event_updates}, batch_id = excluded.batch_id, loaded_at = excluded.loaded_at
+        WHERE ({held}) IS DISTINCT FROM ({offered})
         """,  # noqa: S608
         {"batch": batch_id},
     ).rowcount
