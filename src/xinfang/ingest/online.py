@@ -607,43 +607,41 @@ def _upsert(conn: psycopg.Connection, batch_id: int) -> dict[str, int]:
         """,  # noqa: S608
         {"batch": batch_id},
     ).fetchone()
-    # Events of the versions now held: new ones are added, and an event the platform corrected
-    # (same sequence number, other content) is updated; an older version's events never win.
-    event_updates = ", ".join(f"{c} = excluded.{c}" for c in EVENT_COLUMNS[2:])
-    held = ", ".join(f"raw.online_petition_events.{c}" for c in EVENT_COLUMNS[2:])
-    offered = ", ".join(f"excluded.{c}" for c in EVENT_COLUMNS[2:])
-    events = conn.execute(
-        f"""
-        INSERT INTO raw.online_petition_events ({", ".join(EVENT_COLUMNS)}, batch_id, loaded_at)
-        SELECT e.{", e.".join(EVENT_COLUMNS)}, %(batch)s, now()
-        FROM stg_online_events e
-        JOIN stg_online_petitions p USING (petition_no)
-        JOIN raw.online_petitions r ON r.petition_no = p.petition_no AND r.record_sha256 = p.record_sha256
-        ON CONFLICT (petition_no, seq) DO UPDATE
-        SET {event_updates}, batch_id = excluded.batch_id, loaded_at = excluded.loaded_at
-        WHERE ({held}) IS DISTINCT FROM ({offered})
-        """,  # noqa: S608
-        {"batch": batch_id},
-    ).rowcount
-    person_updates = ", ".join(f"{c} = excluded.{c}" for c in PETITIONER_COLUMNS[2:])
-    people = conn.execute(
-        f"""
-        INSERT INTO restricted.online_petitioners ({", ".join(PETITIONER_COLUMNS)}, batch_id, loaded_at)
-        SELECT s.{", s.".join(PETITIONER_COLUMNS)}, %(batch)s, now()
-        FROM stg_online_petitioners s
-        JOIN stg_online_petitions p USING (petition_no)
-        JOIN raw.online_petitions r ON r.petition_no = p.petition_no AND r.record_sha256 = p.record_sha256
-        ON CONFLICT (petition_no, person_key) DO UPDATE
-        SET {person_updates}, batch_id = excluded.batch_id, loaded_at = excluded.loaded_at
-        WHERE (restricted.online_petitioners.name, restricted.online_petitioners.id_number,
-               restricted.online_petitioners.phone, restricted.online_petitioners.address,
-               restricted.online_petitioners.region_code)
-              IS DISTINCT FROM (excluded.name, excluded.id_number, excluded.phone, excluded.address,
-                                excluded.region_code)
-        """,  # noqa: S608
-        {"batch": batch_id},
-    ).rowcount
+    # Events and petitioners belong to a petition version: only those of the versions now held
+    # are taken, so an older version never wins; a corrected row is updated in place.
+    events = _upsert_for_held_versions(
+        conn, "raw.online_petition_events", "stg_online_events", EVENT_COLUMNS, batch_id
+    )
+    people = _upsert_for_held_versions(
+        conn, "restricted.online_petitioners", "stg_online_petitioners", PETITIONER_COLUMNS, batch_id
+    )
     return {"inserted": inserted, "updated": updated, "events": events, "people": people}
+
+
+def _upsert_for_held_versions(
+    conn: psycopg.Connection, target: str, staging: str, columns: tuple[str, ...], batch_id: int
+) -> int:
+    """Insert staged rows of the held petition versions; update a held row whose content differs.
+
+    The first two columns are the natural key (petition number and seq or person key).
+    Names come from the module's constants only, never from data.
+    """
+    key, payload = columns[:2], columns[2:]
+    return conn.execute(
+        f"""
+        INSERT INTO {target} ({", ".join(columns)}, batch_id, loaded_at)
+        SELECT s.{", s.".join(columns)}, %(batch)s, now()
+        FROM {staging} s
+        JOIN stg_online_petitions p USING (petition_no)
+        JOIN raw.online_petitions r ON r.petition_no = p.petition_no AND r.record_sha256 = p.record_sha256
+        ON CONFLICT ({", ".join(key)}) DO UPDATE
+        SET {", ".join(f"{c} = excluded.{c}" for c in payload)},
+            batch_id = excluded.batch_id, loaded_at = excluded.loaded_at
+        WHERE ({", ".join(f"{target}.{c}" for c in payload)})
+              IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in payload)})
+        """,  # noqa: S608
+        {"batch": batch_id},
+    ).rowcount
 
 
 def _verify(conn: psycopg.Connection, batch_id: int, loaded: int, quarantined: int) -> None:
