@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import logging
+import random
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -14,10 +18,12 @@ import pytest
 from factories import csv_line, data_row_count, next_day, row, unique_name, unique_phone, write_export
 from psycopg import sql
 
+from xinfang import pii
 from xinfang.db import connect
-from xinfang.ingest import batches
+from xinfang.ingest import batches, hotline, hotline_copy
 from xinfang.ingest.batches import UnusableFileError
 from xinfang.ingest.hotline import load_day, load_file
+from xinfang.ingest.reference import reference_data
 from xinfang.sim.hotline import HEADERS, SimConfig
 from xinfang.sim.hotline import write_export as sim_write_export
 
@@ -485,3 +491,277 @@ def test_the_callers_own_name_and_address_are_scrubbed_from_the_content(
     ).fetchone()
     assert good["来电人姓名"] not in content and good["事发地址"] not in content
     assert "楼道灯坏了" in content
+
+
+# --- the fast path: same rows, same bytes, same quarantine as the reference path -----------------
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+SPLIT_CASES = [
+    "",
+    "a,b\r\nc,d\r\n",
+    "a,b\r\nc,d",
+    "a,b\n\nc\n",
+    "\r\n\r\n",
+    'a,"b,c",d\r\ne,f\r\n',
+    'a,"multi\r\nline",b\r\nnext,row\r\n',
+    'a,"x""y",b\r\n',
+    'a,b"c,d\r\n',
+    'a,"unterminated\r\nrest,of,file',
+    "bare\rcr,row\r\nx\r",
+    "tab\there,back\\slash\r\n",
+    "nul\x00inside,ok\r\n",
+    " spaced , fields \r\n",
+    "lone\udc81byte,x\r\n",
+]
+
+
+@pytest.mark.parametrize("text", SPLIT_CASES)
+def test_split_records_reads_what_the_csv_module_reads(text: str) -> None:
+    got = list(hotline_copy.split_records([text]))
+    assert [values for values, _, _ in got] == _csv_rows(text)
+    for values, needs_escape, unclean in got:
+        if any(c in v for v in values for c in "\\\t\r\n"):
+            assert needs_escape, values
+        if any("\x00" in v or any("\udc80" <= ch <= "\udcff" for ch in v) for v in values):
+            assert unclean, values
+
+
+def test_split_records_agrees_with_the_csv_module_on_random_text() -> None:
+    rng = random.Random(20251127)
+    alphabet = ["a", "中", ",", ",", '"', "\r", "\n", "\r\n", "\\", "\t", " ", "\x00"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+        data = text.encode("utf-8")
+        # Blocks of a few bytes: records and quoted fields run across block ends.
+        blocks = list(hotline_copy.text_blocks(data, "utf-8", block_size=rng.randrange(1, 8)))
+        assert "".join(blocks) == text
+        got = list(hotline_copy.split_records(blocks))
+        assert [values for values, _, _ in got] == _csv_rows(text), repr(text)
+        for values, needs_escape, unclean in got:
+            if any(c in v for v in values for c in "\\\t\r\n"):
+                assert needs_escape, repr(text)
+            if any("\x00" in v for v in values):
+                assert unclean, repr(text)
+
+
+def test_text_blocks_decode_as_the_whole_file_does() -> None:
+    rng = random.Random(11643)
+    # GB18030 lead bytes, trail bytes of both lengths, line ends and plain ASCII, in random order.
+    pool = [
+        b"\n",
+        b"\r\n",
+        b",",
+        b"a",
+        b"\x81",
+        b"\xfe",
+        b"\x30",
+        b"\x39",
+        b"\x40",
+        b"\xd6\xd0",
+        b"\x81\x30\x81\x30",
+    ]
+    for _ in range(2000):
+        data = b"".join(rng.choice(pool) for _ in range(rng.randrange(30)))
+        blocks = hotline_copy.text_blocks(data, "gb18030", block_size=rng.randrange(1, 6))
+        assert "".join(blocks) == data.decode("gb18030", errors="surrogateescape"), data
+
+
+@pytest.mark.parametrize("key", [b"", b"short", b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_keyed_hasher_is_the_pii_person_key(key: bytes) -> None:
+    person_key = hotline_copy.keyed_hasher(key)
+    for identifier in ("13812345678", "110105199001010021", "", "中文"):
+        assert person_key(identifier) == pii.person_key(identifier, key)
+        assert person_key(identifier) == hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()
+
+
+def test_copy_line_escapes_what_copy_text_must() -> None:
+    line = hotline_copy.copy_line([1, None, "a\\b\tc\nd\re", "\\N", date(2025, 6, 1)])
+    assert line == "1\t\\N\ta\\\\b\\tc\\nd\\re\t\\\\N\t2025-06-01\n"
+
+
+def _tricky_rows() -> list[dict[str, str] | list[str] | bytes]:
+    """Rows of every shape the fast path must hand over, or must encode as the reference does."""
+    own = row()
+    own["诉求内容"] = f"我是{own['来电人姓名']}，住{own['事发地址']}，电话{own['来电号码']}。"
+    phone = unique_phone()
+    rows: list = [
+        own,
+        row(诉求内容="身份证110105199001010021，手机 138-1234-5678，工资3100元"),
+        row(诉求内容="反斜杠\\和\t制表符，还有\\N"),
+        row(诉求内容='带"引号"和,逗号的内容'),
+        row(诉求内容="第一行\r\n第二行\n第三行"),
+        row(来电人姓名="欧阳\\翊", 事发地址="江东区东湖街道\t梧桐巷1号"),
+        row(来电号码=f"+86 {phone[:3]}-{phone[3:7]}-{phone[7:]}"),
+        row(来电号码="0571-8812345"),
+        row(来电号码="138-1234567"),
+        row(来电号码="１３８１２３４５６７８"),  # full-width digits are digits to the reference check
+        row(来电号码="1381234567²"),  # str.isdigit, but not a decimal digit to the regex
+        row(受理时间="2025/06/01 09:15:00", 办结时间="2025/06/03 16:40"),
+        row(受理时间=" 2025-06-01 09:15:00 ", 工单编号="  T1234567  "),
+        row(受理时间="2025-06-01T09:15:00"),
+        row(诉求类型="咨询", 办理状态="办理中", 办结时间="", 回访结果=""),
+        row(办理状态="办理中", 办结时间="2025-06-02 10:00:00", 回访结果=""),
+        row(来电人姓名="张", 诉求内容="张先生来电"),
+        row(所属区县="临河县", 所属街镇="马渡镇", 问题分类="惠农补贴"),
+        row(事发地址="别处某地"),
+        row(回访结果="非常满意"),
+    ]
+    only_address, only_name = row(), row()
+    only_address["诉求内容"] = f"{only_address['事发地址']}楼道灯坏了"
+    only_name["诉求内容"] = f"{only_name['来电人姓名']}反映楼道灯坏了"
+    rows += [only_address, only_name]
+    rows += [build() for build, _ in BAD_ROWS.values()]
+    return rows
+
+
+def _encoded(path: Path, *, fast_path: bool, chunk_rows: int) -> tuple[bytes, bytes, list, tuple[int, int]]:
+    export = hotline._open_export(path, path.read_bytes())
+    tally = hotline._Tally()
+    chunks = list(
+        hotline._encode(
+            export,
+            reference_data(),
+            pii_key=PII_KEY,
+            batch_id=42,
+            day=date(2031, 1, 6),
+            encoding="utf-8",
+            tally=tally,
+            chunk_rows=chunk_rows,
+            fast_path=fast_path,
+        )
+    )
+    rejections = sorted(tally.rejections, key=lambda r: r.row_number)
+    return (
+        b"".join(c[0] for c in chunks),
+        b"".join(c[1] for c in chunks),
+        rejections,
+        (tally.source_rows, tally.loaded_rows),
+    )
+
+
+def test_fast_path_writes_the_same_bytes_and_quarantine_as_the_reference_path(
+    landing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = sim_write_export(
+        date(2030, 12, 27), landing / "sim", SimConfig(seed=5, orders_per_day=400, bad_row_rate=0.1)
+    )
+    text = sim.read_bytes().decode("gb18030")
+    sim_rows = [list(r) for r in _csv_rows(text)[1:]]
+    path = write_export(landing, sim_rows + _tricky_rows())
+    slow_calls = []
+    validate = hotline._validate
+    monkeypatch.setattr(hotline, "_validate", lambda raw, ref: slow_calls.append(1) or validate(raw, ref))
+
+    fast = _encoded(path, fast_path=True, chunk_rows=50)
+    fast_validations = len(slow_calls)
+    reference = _encoded(path, fast_path=False, chunk_rows=10_000)
+
+    assert fast == reference
+    source_rows, loaded_rows = fast[3]
+    assert source_rows == data_row_count(path) and loaded_rows > 300
+    assert len(fast[2]) > len(BAD_ROWS)
+    # The comparison means something only if most rows took the fast path.
+    assert fast_validations < source_rows / 4
+
+
+def test_tricky_values_round_trip_through_copy(conn: psycopg.Connection, landing: Path) -> None:
+    rows = [r for r in _tricky_rows()[: -len(BAD_ROWS)] if r["回访结果"] in {"", "满意"}]
+    path = write_export(landing, rows)
+
+    result = load_file(conn, path, pii_key=PII_KEY)
+
+    assert (result.loaded_rows, result.quarantined_rows) == (len(rows), 0)
+    callers = conn.execute(
+        "SELECT source_row, caller_name, address, work_order_no FROM restricted.hotline_callers "
+        "WHERE batch_id = %s ORDER BY source_row",
+        (result.batch_id,),
+    ).fetchall()
+    assert [(c[1], c[2], c[3]) for c in callers] == [
+        (r["来电人姓名"], r["事发地址"], r["工单编号"].strip()) for r in rows
+    ]
+    contents = conn.execute(
+        "SELECT content FROM raw.hotline_work_orders WHERE batch_id = %s ORDER BY source_row",
+        (result.batch_id,),
+    ).fetchall()
+    assert [c[0] for c in contents] == [
+        pii.scrub_text(r["诉求内容"], name=r["来电人姓名"], address=r["事发地址"]) for r in rows
+    ]
+    assert "第一行\r\n第二行\n第三行" in [c[0] for c in contents]
+    assert "反斜杠\\和\t制表符，还有\\N" in [c[0] for c in contents]
+
+
+def _many_rows_export(landing: Path, day: date) -> Path:
+    # Enough rows for several COPY chunks (the first ones hold 1,000 and 2,000 rows).
+    return sim_write_export(
+        day, landing, SimConfig(seed=31, orders_per_day=3500, bad_row_rate=0.05), lookback_days=0
+    )
+
+
+def test_a_load_of_many_chunks_reconciles_row_by_row(conn: psycopg.Connection, landing: Path) -> None:
+    path = _many_rows_export(landing, date(2030, 12, 26))
+
+    result = load_file(conn, path, pii_key=PII_KEY)
+
+    total = data_row_count(path)
+    loaded = set(loaded_numbers(conn, result.batch_id))
+    bad = set(quarantined(conn, result.batch_id))
+    assert loaded | bad == set(range(1, total + 1)) and not loaded & bad
+    assert (result.source_rows, result.loaded_rows, result.quarantined_rows) == (total, len(loaded), len(bad))
+    callers = conn.execute(
+        "SELECT count(*) FROM restricted.hotline_callers WHERE batch_id = %s", (result.batch_id,)
+    ).fetchone()[0]
+    assert callers == len(loaded) > 3000
+
+
+@pytest.mark.parametrize("side", ["server", "parser"])
+def test_a_failure_midway_leaves_nothing_behind(
+    conn: psycopg.Connection, landing: Path, monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
+    """Chunks already COPied by the writer thread roll back with the rest; the load can be retried."""
+    path = _many_rows_export(landing, date(2030, 12, 25) if side == "server" else date(2030, 12, 24))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    interval = sys.getswitchinterval()
+    if side == "server":
+        # The second chunk's COPY fails on the server, after the first one went in.
+        copies = []
+        original = hotline_copy.copy_in_background
+
+        def failing(conn, statements, chunks):
+            def second_breaks():
+                for i, chunk in enumerate(chunks):
+                    copies.append(i)
+                    yield chunk if i == 0 else (chunk[0] + b"not\ta\trow\n", chunk[1])
+
+            return original(conn, statements, second_breaks())
+
+        monkeypatch.setattr(hotline_copy, "copy_in_background", failing)
+        expected: type[BaseException] = psycopg.errors.DataError
+    else:
+        calls = 0
+        mask_name = pii.mask_name
+
+        def mask_name_breaking(name: str) -> str:
+            nonlocal calls
+            calls += 1
+            if calls == 2500:
+                raise RuntimeError("parser broke")
+            return mask_name(name)
+
+        monkeypatch.setattr(pii, "mask_name", mask_name_breaking)
+        expected = RuntimeError
+
+    with pytest.raises(expected):
+        load_file(conn, path, pii_key=PII_KEY)
+    if side == "server":
+        assert len(copies) >= 2  # the first chunk was COPied before the second one failed
+
+    assert sys.getswitchinterval() == interval
+    left = conn.execute("SELECT count(*) FROM ops.load_batches WHERE file_sha256 = %s", (sha,)).fetchone()[0]
+    assert left == 0
+    monkeypatch.undo()
+    result = load_file(conn, path, pii_key=PII_KEY)
+    assert not result.skipped and result.loaded_rows > 3000

@@ -123,6 +123,64 @@ def open_batch(
             started_at,
         ),
     ).fetchone()[0]
+    _write_quarantine(conn, batch_id, source, file_name, rejections)
+    return batch_id
+
+
+def begin_batch(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    file_name: str,
+    sha256: str,
+    file_date: date | None,
+    notes: list[str],
+    started_at: datetime,
+) -> int:
+    """Insert the ledger row of a batch whose counts are not known yet; call inside the load transaction.
+
+    For loaders that stream rows as they read them: the rows' foreign key needs
+    the batch row before the first COPY ends. The counts start at zero, which
+    the reconciliation constraint accepts, and `finish_batch` sets them before
+    the transaction commits, so no other session ever sees the zeros.
+    """
+    return conn.execute(
+        """
+        INSERT INTO ops.load_batches (source, file_name, file_sha256, file_date, status, source_rows,
+                                      loaded_rows, quarantined_rows, notes, started_at)
+        VALUES (%s, %s, %s, %s, 'loaded', 0, 0, 0, %s, %s)
+        RETURNING batch_id
+        """,
+        (source, file_name, sha256, file_date, "; ".join(notes) or None, started_at),
+    ).fetchone()[0]
+
+
+def finish_batch(
+    conn: psycopg.Connection,
+    batch_id: int,
+    *,
+    source: str,
+    file_name: str,
+    source_rows: int,
+    loaded_rows: int,
+    rejections: list[Rejection],
+) -> None:
+    """Write the quarantine and the counts of a batch opened by `begin_batch`, in the same transaction."""
+    if source_rows != loaded_rows + len(rejections):
+        raise ReconciliationError(
+            f"{file_name}: {source_rows} source rows != {loaded_rows} loaded + {len(rejections)} quarantined"
+        )
+    _write_quarantine(conn, batch_id, source, file_name, rejections)
+    conn.execute(
+        "UPDATE ops.load_batches SET source_rows = %s, loaded_rows = %s, quarantined_rows = %s "
+        "WHERE batch_id = %s",
+        (source_rows, loaded_rows, len(rejections), batch_id),
+    )
+
+
+def _write_quarantine(
+    conn: psycopg.Connection, batch_id: int, source: str, file_name: str, rejections: list[Rejection]
+) -> None:
     with conn.cursor() as cur:
         with cur.copy(
             "COPY ops.quarantine (batch_id, row_number, source, file_name, field, reason) FROM STDIN"
@@ -135,7 +193,6 @@ def open_batch(
     for r in rejections:
         # File, row, field and reason only: the record itself may hold personal data.
         log.warning("quarantined %s row %d field %s: %s", file_name, r.row_number, r.field, r.reason)
-    return batch_id
 
 
 def record_failed_batch(
