@@ -9,6 +9,11 @@ history appended to raw.online_petition_events, the petitioner pseudonymised
 reconciled and the watermark advanced in one transaction. Re-running a day
 changes nothing. If runs were skipped, the window starts at the watermark.
 
+A second task loads the platform's staff accounts (GET /api/v1/staff: bureau,
+township and grid staff, their postings and trainings) changed in the same
+window into raw.online_staff and its child tables (the first run loads the
+whole roster); petition events name these accounts as their handler.
+
 The platform's URL and token come from the Airflow connection
 `xinfang_online_platform` (AIRFLOW_CONN_XINFANG_ONLINE_PLATFORM, JSON form;
 see docs/sources/online_petition_platform.md).
@@ -36,7 +41,15 @@ def online_petition_ingest():
 
         return ingest_online_petitions(logical_date)
 
+    @task
+    def load_staff(logical_date=None) -> dict:
+        from xinfang.orchestration.tasks import ingest_online_staff
+
+        return ingest_online_staff(logical_date)
+
+    # Independent: a failed petition window must not hold back the staff roster, nor the reverse.
     load_window()
+    load_staff()
 
 
 online_petition_ingest()

@@ -157,7 +157,7 @@ def table_contents(conn: psycopg.Connection) -> dict[str, list[tuple]]:
     """Everything the loader writes, minus load timestamps, for before/after comparisons."""
     tables = {
         "raw.grid_screening_events": "event_id",
-        "raw.grid_event_status_history": "event_id, status, source_updated_at",
+        "raw.grid_event_status_history": "batch_id, source_row",
         "raw.grid_grids": "grid_code",
         "raw.grid_workers": "worker_code",
         "restricted.grid_workers": "worker_code",
@@ -422,3 +422,182 @@ def test_dag_task_loads_up_to_the_end_of_the_previous_bureau_day(
     assert grid_ingest.source_url() == grid_url
     monkeypatch.delenv("XINFANG_GRID_DATABASE_URL")
     assert conninfo_to_dict(grid_ingest.source_url(warehouse_url))["dbname"] == "xinfang_gridsys"
+
+
+def ledger_mismatches(conn: psycopg.Connection) -> list[tuple]:
+    """Every grid batch recounted against what it left behind: (batch, ledger, recount) when they differ."""
+    return conn.execute(
+        """
+        SELECT b.batch_id,
+               (b.source_rows, b.loaded_rows, b.quarantined_rows) AS ledger,
+               (h.n + q.n, h.n, q.n) AS recount
+        FROM ops.load_batches b
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n FROM raw.grid_event_status_history WHERE batch_id = b.batch_id
+        ) h
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM ops.quarantine WHERE batch_id = b.batch_id) q
+        WHERE b.source = 'grid_events' AND b.status = 'loaded'
+          AND (b.source_rows, b.loaded_rows, b.quarantined_rows) IS DISTINCT FROM (h.n + q.n, h.n, q.n)
+        ORDER BY b.batch_id
+        """
+    ).fetchall()
+
+
+def test_a_version_corrected_in_place_keeps_every_batch_reconciled(
+    warehouse: psycopg.Connection, grid_url: str
+) -> None:
+    """The vendor corrects a row without touching updated_at (or status): same history key, new content.
+
+    The correction is a new row version and loads, but the version an earlier batch
+    loaded must stay that batch's row: otherwise its ledger stops adding up long after
+    it was checked.
+    """
+    world = small_world()
+    grid_system.advance_to(T1, world, grid_url)
+    worker, grid_code = world.staff[0].code, world.grids[0].code
+    reported = T1 - timedelta(days=2)
+    updated = T1 - timedelta(minutes=30)  # inside the next load's overlap
+    resolved = updated - timedelta(hours=3)
+    with psycopg.connect(grid_url) as src:
+        for event_id, status, resolved_at, petition_no in (
+            ("FIXRESOLVED1", "已化解", resolved, None),
+            ("FIXESCALATE1", "已上报信访", None, "XF2025FIX0001"),
+        ):
+            src.execute(
+                "INSERT INTO screening_events (event_id, grid_code, worker_code, reported_at, category_code, "
+                "description, people_involved, status, resolved_at, escalated_petition_no, updated_at) "
+                "VALUES (%s, %s, %s, %s, '60201501', '纠纷', 2, %s, %s, %s, %s)",
+                (event_id, grid_code, worker, reported, status, resolved_at, petition_no, updated),
+            )
+    first = load_changes(warehouse, grid_url, pii_key=PII_KEY, until=T1)
+    assert not first.skipped and first.quarantined_rows == 0
+    assert ledger_mismatches(warehouse) == []
+
+    # The correction, as the source's own database shows it: same status, same updated_at.
+    with psycopg.connect(grid_url) as src:
+        src.execute(
+            "UPDATE screening_events SET resolved_at = resolved_at - interval '1 hour' "
+            "WHERE event_id = 'FIXRESOLVED1'"
+        )
+        src.execute(
+            "UPDATE screening_events SET escalated_petition_no = 'XF2025FIX0002' "
+            "WHERE event_id = 'FIXESCALATE1'"
+        )
+    second = load_changes(warehouse, grid_url, pii_key=PII_KEY, until=T1)
+
+    assert not second.skipped
+    assert (second.source_rows, second.loaded_rows, second.quarantined_rows) == (2, 2, 0)
+    assert ledger_mismatches(warehouse) == []
+    # Both versions stay in the history, each with the batch that loaded it ...
+    history = warehouse.execute(
+        "SELECT event_id, status, source_updated_at, resolved_at, escalated_petition_no, batch_id "
+        "FROM raw.grid_event_status_history WHERE event_id LIKE 'FIX%%' ORDER BY event_id, batch_id"
+    ).fetchall()
+    assert history == [
+        ("FIXESCALATE1", "已上报信访", updated, None, "XF2025FIX0001", first.batch_id),
+        ("FIXESCALATE1", "已上报信访", updated, None, "XF2025FIX0002", second.batch_id),
+        ("FIXRESOLVED1", "已化解", updated, resolved, None, first.batch_id),
+        ("FIXRESOLVED1", "已化解", updated, resolved - timedelta(hours=1), None, second.batch_id),
+    ]
+    # ... and the current state is the corrected one.
+    current = warehouse.execute(
+        "SELECT event_id, resolved_at, escalated_petition_no, first_batch_id, batch_id "
+        "FROM raw.grid_screening_events WHERE event_id LIKE 'FIX%%' ORDER BY event_id"
+    ).fetchall()
+    assert current == [
+        ("FIXESCALATE1", None, "XF2025FIX0002", first.batch_id, second.batch_id),
+        ("FIXRESOLVED1", resolved - timedelta(hours=1), None, first.batch_id, second.batch_id),
+    ]
+    for batch_id in (first.batch_id, second.batch_id):
+        grid_ingest.batches.verify_reconciliation(warehouse, batch_id, "raw.grid_event_status_history")
+
+    # A re-run after the correction changes nothing, and later loads keep every ledger true.
+    before = table_contents(warehouse)
+    assert load_changes(warehouse, grid_url, pii_key=PII_KEY, until=T1).skipped
+    assert table_contents(warehouse) == before
+    grid_system.advance_to(T2, world, grid_url)
+    assert not load_changes(warehouse, grid_url, pii_key=PII_KEY, until=T2).skipped
+    assert ledger_mismatches(warehouse) == []
+
+
+def test_event_ids_differing_only_by_blanks_load_as_one_event(
+    warehouse: psycopg.Connection, grid_url: str
+) -> None:
+    """The source's UNIQUE event_id lets 'X' and ' X' coexist; the loader strips both to 'X'."""
+    world = small_world()
+    grid_system.advance_to(T1, world, grid_url)
+    at = T1 - timedelta(hours=5)
+    with psycopg.connect(grid_url) as src:
+        for event_id, updated in (("BLANKDUP01", at), (" BLANKDUP01", at + timedelta(hours=1))):
+            src.execute(
+                "INSERT INTO screening_events (event_id, grid_code, worker_code, reported_at, category_code, "
+                "description, people_involved, status, updated_at) "
+                "VALUES (%s, %s, %s, %s, '60201501', '纠纷', 2, '已上报', %s)",
+                (event_id, world.grids[0].code, world.staff[0].code, at, updated),
+            )
+    result = load_changes(warehouse, grid_url, pii_key=PII_KEY, until=T1)
+
+    assert not result.skipped and result.quarantined_rows == 0
+    current = warehouse.execute(
+        "SELECT source_updated_at FROM raw.grid_screening_events WHERE event_id = 'BLANKDUP01'"
+    ).fetchall()
+    assert current == [(at + timedelta(hours=1),)]  # the newer of the two
+    assert (
+        count(warehouse, "SELECT count(*) FROM raw.grid_event_status_history WHERE event_id = 'BLANKDUP01'")
+        == 2
+    )
+    assert ledger_mismatches(warehouse) == []
+
+
+def test_a_history_keyed_the_old_way_is_rekeyed_by_batch_and_row(warehouse: psycopg.Connection) -> None:
+    """Warehouses created before the history became append-only keep their rows under the new key."""
+    grid_ingest.batches.ensure_schema(warehouse)
+    warehouse.execute(
+        """
+        CREATE TABLE raw.grid_event_status_history (
+            event_id text NOT NULL,
+            status text NOT NULL,
+            source_updated_at timestamp NOT NULL,
+            resolved_at timestamp,
+            escalated_petition_no text,
+            batch_id bigint NOT NULL REFERENCES ops.load_batches (batch_id),
+            source_row integer NOT NULL,
+            loaded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (event_id, status, source_updated_at)
+        );
+        CREATE INDEX grid_event_status_history_batch ON raw.grid_event_status_history (batch_id);
+        """
+    )
+    batch = warehouse.execute(
+        "INSERT INTO ops.load_batches (source, file_name, file_sha256, status, source_rows, loaded_rows, "
+        "quarantined_rows, started_at) VALUES ('grid_events', 'old', 'old', 'loaded', 1, 1, 0, now()) "
+        "RETURNING batch_id"
+    ).fetchone()[0]
+    warehouse.execute(
+        "INSERT INTO raw.grid_event_status_history "
+        "(event_id, status, source_updated_at, batch_id, source_row) "
+        "VALUES ('OLDKEY0001', '已上报', %s, %s, 1)",
+        (T0, batch),
+    )
+
+    for _ in range(2):  # applied before every load: the second time is a no-op
+        grid_ingest.ensure_schema(warehouse)
+
+    key = warehouse.execute(
+        "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = 'raw.grid_event_status_history'::regclass AND i.indisprimary"
+    ).fetchone()[0]
+    assert key == ["batch_id", "source_row"]
+    indexes = {
+        r[0]
+        for r in warehouse.execute(
+            "SELECT indexname FROM pg_indexes "
+            "WHERE schemaname = 'raw' AND tablename = 'grid_event_status_history'"
+        )
+    }
+    assert indexes == {"grid_event_status_history_pkey", "grid_event_status_history_event"}
+    assert warehouse.execute(
+        "SELECT event_id, batch_id, source_row FROM raw.grid_event_status_history"
+    ).fetchall() == [("OLDKEY0001", batch, 1)]

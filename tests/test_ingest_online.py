@@ -9,7 +9,8 @@ from __future__ import annotations
 import hmac as hmac_module
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -183,15 +184,24 @@ def test_a_later_change_is_upserted_and_its_events_appended(conn: psycopg.Connec
 
 def test_an_older_version_never_replaces_a_newer_one(conn: psycopg.Connection) -> None:
     start = datetime.combine(fresh_days(2)[0], datetime.min.time())
+    day1, day2 = (start, start + timedelta(days=1)), (start + timedelta(days=1), start + timedelta(days=2))
     p = petition(start + timedelta(hours=9), ("受理", start + timedelta(days=1, hours=9)))
+    q = petition(start + timedelta(hours=10))  # stays on the first day
     with serving(WorldProvider([p])) as server:
-        load(conn, server.url, start + timedelta(days=1), start + timedelta(days=2))
+        load(conn, server.url, *day2)
         newest = petitions_table(conn, [p.number])
-        # The first day loaded late (a manual back-fill): it holds the older version.
-        old = load(conn, server.url, start, start + timedelta(days=1))
-    assert old.loaded_rows == 1
+        # The first day loaded late (a manual back-fill): it holds only the older version, which
+        # changes nothing, so no batch is recorded.
+        stale = load(conn, server.url, *day1)
+    assert stale.skipped and stale.batch_id is None
+    assert "1 received: 0 held in this version, 1 older than held" in stale.notes[0]
     assert petitions_table(conn, [p.number]) == newest
-    assert "0 new, 0 updated, 1 unchanged; 0 new events" in ledger(conn, old.batch_id)["notes"]
+    # With something new beside it the batch is recorded; the older version still changes nothing.
+    with serving(WorldProvider([p, q])) as server:
+        old = load(conn, server.url, *day1)
+    assert (old.source_rows, old.loaded_rows) == (2, 2)
+    assert petitions_table(conn, [p.number]) == newest
+    assert "1 new, 0 updated, 1 unchanged; 1 new events" in ledger(conn, old.batch_id)["notes"]
 
 
 # --- idempotence ---------------------------------------------------------------------------------
@@ -215,7 +225,13 @@ def test_rerunning_a_window_or_an_overlapping_one_changes_nothing(conn: psycopg.
         overlapping = load(conn, server.url, since - timedelta(minutes=10), until)
 
     assert again.skipped and again.batch_id == first.batch_id
-    assert not overlapping.skipped and overlapping.loaded_rows == 4
+    # Another window (other checksum), but every version in it is held and the watermark is past
+    # it: nothing recorded.
+    assert overlapping.skipped and overlapping.batch_id is None
+    assert (
+        "4 received: 4 held in this version, 0 older than held, 0 already quarantined"
+        in (overlapping.notes[0])
+    )
     assert (
         petitions_table(conn, numbers),
         events_table(conn, numbers),
@@ -223,12 +239,170 @@ def test_rerunning_a_window_or_an_overlapping_one_changes_nothing(conn: psycopg.
             "SELECT * FROM restricted.online_petitioners WHERE petition_no = ANY(%s) ORDER BY 1", (numbers,)
         ).fetchall(),
     ) == snapshot
-    assert "0 new, 0 updated, 4 unchanged; 0 new events" in ledger(conn, overlapping.batch_id)["notes"]
-    label = first.file_name
     loaded = conn.execute(
-        "SELECT count(*) FROM ops.load_batches WHERE file_name = %s AND status = 'loaded'", (label,)
+        "SELECT count(*) FROM ops.load_batches WHERE file_name = ANY(%s) AND status = 'loaded'",
+        ([first.file_name, overlapping.file_name],),
     ).fetchone()[0]
     assert loaded == 1
+
+
+class LivePlatform:
+    """The platform as a live system: every request sees the world as of `as_of`, which the test moves.
+
+    The simulator's own provider with a fixed clock, so a petition changed after a window
+    has moved to a later one. Petitions can be added or replaced between runs (a change
+    committed late, a correction in place); those in `damaged` are served broken, the
+    same way every time.
+    """
+
+    def __init__(self, petitions: list[Petition], as_of: datetime, damaged: dict[str, str]):
+        self.petitions = {p.number: p for p in petitions}
+        self.as_of = as_of
+        self.damaged = damaged
+
+    def window(self, since: datetime, until: datetime) -> list[dict]:
+        # A provider per request: WorldProvider caches windows by their bounds, not by the clock.
+        records = WorldProvider(list(self.petitions.values()), as_of=self.as_of).window(since, until)
+        return [corrupt(r, self.damaged[r["xfjbh"]]) if r["xfjbh"] in self.damaged else r for r in records]
+
+
+# Every table the online loader writes, with the column that orders it.
+ONLINE_TABLES = (
+    "raw.online_petitions",
+    "raw.online_petition_events",
+    "restricted.online_petitioners",
+    "ops.load_batches",
+    "ops.quarantine",
+    "restricted.quarantine_records",
+    "ops.watermarks",
+)
+
+
+def warehouse_state(conn: psycopg.Connection) -> dict[str, tuple]:
+    """Row count and a hash of the full content (load timestamps included) of every table written."""
+    state: dict[str, tuple] = {}
+    for table in ONLINE_TABLES:
+        state[table] = conn.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+        ).fetchone()
+    # Not even a batch number is drawn by a run that records nothing.
+    state["ops.load_batches_batch_id_seq"] = conn.execute(
+        "SELECT last_value, is_called FROM ops.load_batches_batch_id_seq"
+    ).fetchone()
+    return state
+
+
+@dataclass
+class LiveRun:
+    platform: LivePlatform
+    windows: list[tuple[datetime, datetime]]
+    batches: list[int]
+    stays: Petition
+    broken: Petition
+
+
+@contextmanager
+def live_platform_loaded(conn: psycopg.Connection) -> Iterator[tuple[LiveRun, Any]]:
+    """Three daily windows loaded as the DAG does, each just after its end, from a live platform.
+
+    Day 0 holds a petition that stays there, a broken one, and two that change again: one on
+    day 1, the other on days 1 and 2 (so it leaves day 1's window too). Day 1 registers one more.
+    """
+    days = [datetime.combine(d, datetime.min.time()) for d in fresh_days(4)]
+    d0, d1, d2, d3 = days
+    stays = petition(d0 + timedelta(hours=9), ("受理", d0 + timedelta(hours=11)))
+    moves_next_day = petition(
+        d0 + timedelta(hours=10), ("受理", d0 + timedelta(hours=12)), ("交办", d1 + timedelta(hours=10))
+    )
+    moves_two_days = petition(
+        d0 + timedelta(hours=10, minutes=30),
+        ("受理", d1 + timedelta(hours=14)),
+        ("答复", d2 + timedelta(hours=15)),
+    )
+    broken = petition(d0 + timedelta(hours=13))
+    registered_day1 = petition(d1 + timedelta(hours=9))
+    platform = LivePlatform(
+        [stays, moves_next_day, moves_two_days, broken, registered_day1],
+        as_of=d1,
+        damaged={broken.number: "unknown_category"},
+    )
+    windows = [(d - timedelta(minutes=10), d + timedelta(days=1)) for d in (d0, d1, d2)]
+    batches = []
+    with serving(platform) as server:
+        for since, until in windows:
+            platform.as_of = until + timedelta(minutes=20)  # the DAG's run at 00:20
+            result = load(conn, server.url, since, until)
+            assert not result.skipped
+            batches.append(result.batch_id)
+        assert [(ledger(conn, b)["source_rows"], ledger(conn, b)["quarantined_rows"]) for b in batches] == [
+            (4, 1),
+            (3, 0),
+            (1, 0),
+        ]
+        platform.as_of = d3 + timedelta(days=5)  # the platform lives on; the back-fill comes days later
+        yield LiveRun(platform, windows, batches, stays, broken), server
+
+
+def test_rerunning_old_windows_against_a_live_platform_changes_nothing(
+    conn: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    with live_platform_loaded(conn) as (run, server), caplog.at_level(logging.INFO):
+        before = warehouse_state(conn)
+        # Day 0 now shows only the petition that stayed and the broken one: other content than
+        # its first run, nothing new. Day 1 lost a petition to day 2. Day 2 is as it was. The
+        # last run is a window over all three (the DAG's window after skipped runs).
+        reruns = [load(conn, server.url, *w) for w in run.windows]
+        reruns.append(load(conn, server.url, run.windows[0][0], run.windows[2][1]))
+
+    assert warehouse_state(conn) == before
+    assert [r.skipped for r in reruns] == [True, True, True, True]
+    # Day 2's content is unchanged: found by checksum as the batch that loaded it.
+    assert reruns[2].batch_id == run.batches[2]
+    no_ops = [reruns[0], reruns[1], reruns[3]]
+    assert [r.batch_id for r in no_ops] == [None, None, None]
+    # What each no-op saw is returned and logged.
+    assert [(r.source_rows, r.loaded_rows, r.quarantined_rows) for r in no_ops] == [
+        (2, 0, 0),
+        (2, 0, 0),
+        (5, 0, 0),
+    ]
+    assert "1 held in this version, 0 older than held, 1 already quarantined" in reruns[0].notes[0]
+    assert "2 held in this version, 0 older than held, 0 already quarantined" in reruns[1].notes[0]
+    assert "4 held in this version, 0 older than held, 1 already quarantined" in reruns[3].notes[0]
+    logged = [r.getMessage() for r in caplog.records if "no batch recorded" in r.getMessage()]
+    assert len(logged) == 3 and reruns[0].file_name in logged[0]
+
+
+def test_a_new_or_corrected_version_in_an_old_window_still_lands(conn: psycopg.Connection) -> None:
+    with live_platform_loaded(conn) as (run, server):
+        d0 = run.windows[0][0] + timedelta(minutes=10)
+        # A correction in place (same time of last change, another note) and a petition whose
+        # change was committed late: both belong to day 0's window.
+        stays = run.stays
+        corrected = replace(
+            stays, events=(stays.events[0], replace(stays.events[1], note="更正：受理单位有误"))
+        )
+        late = petition(d0 + timedelta(hours=16))
+        run.platform.petitions[stays.number] = corrected
+        run.platform.petitions[late.number] = late
+        result = load(conn, server.url, *run.windows[0])
+        again = load(conn, server.url, *run.windows[0])
+
+    assert not result.skipped and result.batch_id not in run.batches
+    assert (result.source_rows, result.loaded_rows, result.quarantined_rows) == (3, 2, 1)
+    assert "1 new, 1 updated, 0 unchanged" in ledger(conn, result.batch_id)["notes"]
+    held = [(e[1], e[7], e[8]) for e in events_table(conn, [stays.number])]
+    assert held == [(1, stays.events[0].note, run.batches[0]), (2, "更正：受理单位有误", result.batch_id)]
+    assert petitions_table(conn, [late.number])[0][0] == late.number
+    assert again.skipped and again.batch_id == result.batch_id  # same content: the checksum finds it
+    # Every batch of the story still reconciles: source = loaded + quarantined, quarantine recounted.
+    for batch_id in [*run.batches, result.batch_id]:
+        row = ledger(conn, batch_id)
+        quarantined = conn.execute(
+            "SELECT count(*) FROM ops.quarantine WHERE batch_id = %s", (batch_id,)
+        ).fetchone()[0]
+        assert row["source_rows"] == row["loaded_rows"] + row["quarantined_rows"]
+        assert quarantined == row["quarantined_rows"]
 
 
 # --- retries -------------------------------------------------------------------------------------

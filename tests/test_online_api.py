@@ -1,8 +1,9 @@
-"""The online petition platform's simulated API: auth, paging, window semantics, faults.
+"""The online petition platform's simulated API: auth, paging, window semantics, faults, staff accounts.
 
-The builders at the top are shared with test_ingest_online.py: hand-built
-petitions with personal data unique to the run, served through the same server
-class the `xinfang sim serve-web` process runs.
+The builders at the top are shared with test_ingest_online.py and
+test_ingest_staff.py: hand-built petitions and staff accounts with personal
+data unique to the run, served through the same server class the
+`xinfang sim serve-web` process runs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import random
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -26,16 +29,22 @@ from xinfang.sim.records import Person, Petition, PetitionEvent
 from xinfang.sim.web_api import (
     CORRUPTIONS,
     PATH,
+    STAFF_CORRUPTIONS,
+    STAFF_PATH,
     FaultConfig,
     FaultPlan,
     PetitionAPIServer,
     RecordsProvider,
+    StaffProvider,
     StaticProvider,
     WorldProvider,
     corrupt,
+    corrupt_staff,
     petition_json,
+    staff_snapshot,
     start_in_thread,
 )
+from xinfang.sim.world import Posting, Staff, TrainingClass
 
 TOKEN = "test-token-" + uuid.uuid4().hex[:8]
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -100,10 +109,47 @@ def static(*petitions: Petition) -> StaticProvider:
     return StaticProvider((p.updated_at, petition_json(p)) for p in petitions)
 
 
+_staff_numbers = itertools.count(_rng.randrange(10**6))
+
+
+def staff_member(valid_from: date, **overrides: Any) -> Staff:
+    """A township petition officer (乡镇专职) in 江东区东湖街道 with a code and person unique to the run."""
+    values: dict[str, Any] = {
+        "code": f"TS{next(_staff_numbers):08d}",
+        "name": unique_name(3),
+        "phone": unique_phone(),
+        "kind": "乡镇专职",
+        "unit_code": "XZ369901001",
+        "grid_code": None,
+        "full_time": True,
+        "valid_from": valid_from,
+        "valid_to": None,
+    }
+    values.update(overrides)
+    return Staff(**values)
+
+
+def training_class(code: str, start: date) -> TrainingClass:
+    return TrainingClass(code, f"测试培训班{code}", start, start + timedelta(days=2), ())
+
+
+def staff_provider(staff: list[Staff], classes: tuple[TrainingClass, ...] = (), **kw: Any) -> StaffProvider:
+    return StaffProvider(staff, classes, **kw)
+
+
 @contextmanager
-def serving(provider: RecordsProvider, faults: FaultConfig | None = None) -> Iterator[PetitionAPIServer]:
+def serving(
+    provider: RecordsProvider,
+    faults: FaultConfig | None = None,
+    *,
+    staff: RecordsProvider | None = None,
+) -> Iterator[PetitionAPIServer]:
     server = PetitionAPIServer(
-        ("127.0.0.1", 0), token=TOKEN, records_provider=provider, faults=faults or FaultConfig()
+        ("127.0.0.1", 0),
+        token=TOKEN,
+        records_provider=provider,
+        staff_provider=staff,
+        faults=faults or FaultConfig(),
     )
     start_in_thread(server)
     try:
@@ -114,9 +160,9 @@ def serving(provider: RecordsProvider, faults: FaultConfig | None = None) -> Ite
 
 
 def get(
-    server: PetitionAPIServer, token: str | None = TOKEN, **params: Any
+    server: PetitionAPIServer, token: str | None = TOKEN, *, path: str = PATH, **params: Any
 ) -> tuple[int, dict[str, str], dict]:
-    url = f"{server.url}{PATH}?{urlencode(params)}"
+    url = f"{server.url}{path}?{urlencode(params)}"
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (loopback http)
     try:
@@ -325,6 +371,183 @@ def test_corrupt_rate_is_deterministic_per_petition() -> None:
     assert 5 < damaged < 35
 
 
+# --- handlers and staff accounts -----------------------------------------------------------------
+
+
+def test_events_name_their_handler_account() -> None:
+    at = datetime(2025, 6, 2, 9)
+    p = petition(at, ("受理", at + timedelta(hours=2)))
+    handled = replace(p, events=(replace(p.events[0], handler_code="JG001"), p.events[1]))
+    item = petition_json(handled)
+    assert [(e["xh"], e["jbr"]) for e in item["blgc"]] == [(1, "JG001"), (2, None)]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time())
+
+
+def test_staff_endpoint_needs_the_token_and_valid_parameters() -> None:
+    day = next_day()
+    provider = staff_provider([staff_member(day)])
+    with serving(StaticProvider([]), staff=provider) as server:
+        params = window_params(*window_of(day))
+        refused = get(server, "wrong-token", path=STAFF_PATH, **params)
+        missing = get(server, path=STAFF_PATH, updated_until=params["updated_until"])
+        too_big = get(server, path=STAFF_PATH, **params, page_size=501)
+        ok = get(server, path=STAFF_PATH, **params)
+    assert refused[0] == 401 and "Bearer" in refused[1]["WWW-Authenticate"] and "items" not in refused[2]
+    assert missing[0] == 400 and too_big[0] == 400
+    assert ok[0] == 200 and ok[2]["total"] == 1
+
+
+def test_staff_endpoint_is_404_on_a_server_without_staff() -> None:
+    with serving(StaticProvider([])) as server:
+        status, _, body = get(server, path=STAFF_PATH, **window_params(*window_of(next_day())))
+    assert status == 404 and body["code"] == 404
+
+
+def test_staff_pages_cover_the_window_once_ordered_by_change_and_code() -> None:
+    days = fresh_days(2)
+    # Seven accounts in post from the first day, two more from the second: the window is day one.
+    first = [staff_member(days[0]) for _ in range(7)]
+    second = [staff_member(days[1]) for _ in range(2)]
+    with serving(StaticProvider([]), staff=staff_provider(first + second)) as server:
+        since, until = window_of(days[0])
+        pages, page = [], 1
+        while page is not None:
+            status, _, body = get(
+                server, path=STAFF_PATH, **window_params(since, until, page=page, page_size=3)
+            )
+            assert status == 200
+            pages.append(body)
+            page = body["next_page"]
+    assert [len(p["items"]) for p in pages] == [3, 3, 1]
+    assert all(p["total"] == 7 for p in pages)
+    assert [i["rybh"] for p in pages for i in p["items"]] == sorted(s.code for s in first)
+
+
+def test_a_staff_account_shows_only_what_has_happened_by_the_clock() -> None:
+    days = fresh_days(40)
+    leaving, posting_start, class_start, promoted = days[10], days[20], days[25], days[30]
+    member = staff_member(
+        days[0],
+        valid_to=leaving,
+        postings=(Posting("跟岗", "SZ00", posting_start, posting_start + timedelta(days=60)),),
+        trainings=("PXT-01",),
+        promoted_on=promoted,
+        full_time=False,
+        kind="乡镇兼职",
+    )
+    classes = {"PXT-01": training_class("PXT-01", class_start)}
+    before = staff_snapshot(member, classes, _midnight(days[0]) - timedelta(seconds=1))
+    at_start = staff_snapshot(member, classes, _midnight(days[0]) + timedelta(hours=9))
+    in_posting = staff_snapshot(member, classes, _midnight(posting_start) + timedelta(hours=1))
+    at_end = staff_snapshot(member, classes, _midnight(days[39]))
+    assert before is None  # not in post yet: no account
+    assert at_start is not None and in_posting is not None and at_end is not None
+    updated, item = at_start
+    assert updated == _midnight(days[0])
+    assert item == {
+        "rybh": member.code,
+        "xm": member.name,
+        "lxdh": member.phone,
+        "rylb": "乡镇兼职",
+        "dwbm": "XZ369901001",
+        "wgbm": None,
+        "sfzz": False,
+        "rzrq": days[0].isoformat(),
+        "lzrq": None,
+        "jljl": [],
+        "pxjl": [],
+        "tbrq": None,
+        "gxsj": f"{days[0]:%Y-%m-%d}T00:00:00+08:00",
+    }
+    updated, item = in_posting
+    assert updated == _midnight(posting_start) and item["lzrq"] == leaving.isoformat()
+    # A posting shows from its first day, with the end date it was appointed for.
+    assert item["jljl"] == [
+        {
+            "lx": "跟岗",
+            "dwbm": "SZ00",
+            "ksrq": posting_start.isoformat(),
+            "jsrq": (posting_start + timedelta(days=60)).isoformat(),
+        }
+    ]
+    assert item["pxjl"] == [] and item["tbrq"] is None
+    updated, item = at_end
+    assert updated == _midnight(promoted) and item["tbrq"] == promoted.isoformat()
+    assert [c["bcbm"] for c in item["pxjl"]] == ["PXT-01"]
+    assert item["pxjl"][0]["ksrq"] == class_start.isoformat()
+
+
+def test_the_staff_window_clock_and_a_fixed_clock() -> None:
+    days = fresh_days(3)
+    member = staff_member(
+        days[0], postings=(Posting("挂职", "XZ369901002", days[1], days[1] + timedelta(days=90)),)
+    )
+    quiet = staff_member(days[0])
+    since, until = window_of(days[0])
+    window_clock = staff_provider([member, quiet])
+    live = staff_provider([member, quiet], as_of=_midnight(days[2]))
+    with serving(StaticProvider([]), staff=window_clock) as a, serving(StaticProvider([]), staff=live) as b:
+        # Each window as it stood at its end: day one shows both, without the later posting.
+        first = get(a, path=STAFF_PATH, **window_params(since, until))[2]["items"]
+        # A live clock: the account changed on day two has left day one's window.
+        moved = get(b, path=STAFF_PATH, **window_params(since, until))[2]["items"]
+        later = get(b, path=STAFF_PATH, **window_params(until, until + timedelta(days=5)))[2]["items"]
+        default_until = get(b, path=STAFF_PATH, updated_since=since.isoformat())[2]["items"]
+    assert sorted(i["rybh"] for i in first) == sorted([member.code, quiet.code])
+    assert all(i["jljl"] == [] for i in first)
+    assert [i["rybh"] for i in moved] == [quiet.code]
+    assert [i["rybh"] for i in later] == [member.code] and later[0]["jljl"][0]["lx"] == "挂职"
+    assert {i["rybh"] for i in default_until} == {member.code, quiet.code}
+
+
+def test_the_world_roster_as_served() -> None:
+    from xinfang.sim.web_api import world_staff_provider
+
+    roster = world_staff_provider(seed=20250101).window(datetime(2000, 1, 1), datetime(2025, 7, 1))
+    kinds = Counter(i["rylb"] for i in roster)
+    assert kinds == {"局机关": 48, "乡镇专职": 68, "乡镇兼职": 42, "网格员": 293}
+    # 100 township posts at 2025-06-30, 68 of them full-time (the 10 others are leavers' accounts).
+    township = [i for i in roster if i["rylb"] in ("乡镇专职", "乡镇兼职") and i["lzrq"] is None]
+    assert len(township) == 100 and sum(i["sfzz"] for i in township) == 68
+    postings = Counter(p["lx"] for i in roster for p in i["jljl"])
+    assert postings == {"挂职": 15, "跟岗": 20}
+    h1_classes = Counter(c["bcbm"] for i in roster for c in i["pxjl"] if c["ksrq"] >= "2025-01-01")
+    assert len(h1_classes) == 4 and sum(h1_classes.values()) == 320
+    assert all(i["wgbm"] for i in roster if i["rylb"] == "网格员")
+    assert [(i["gxsj"], i["rybh"]) for i in roster] == sorted((i["gxsj"], i["rybh"]) for i in roster)
+
+
+@pytest.mark.parametrize("kind", STAFF_CORRUPTIONS)
+def test_staff_corruptions_damage_the_field_they_name(kind: str) -> None:
+    _, record = staff_snapshot(staff_member(date(2020, 7, 1)), {}, datetime(2025, 6, 1))
+    original = json.dumps(record, ensure_ascii=False)
+    damaged = corrupt_staff(record, kind)
+    assert json.dumps(record, ensure_ascii=False) == original
+    changed = {k for k in record if record[k] != damaged[k]}
+    assert (
+        changed
+        == {
+            "missing_code": {"rybh"},
+            "malformed_phone": {"lxdh"},
+            "unknown_kind": {"rylb"},
+            "impossible_date": {"rzrq"},
+        }[kind]
+    )
+
+
+def test_staff_corrupt_rate_is_deterministic_per_account() -> None:
+    staff = [staff_member(date(2020, 7, 1)) for _ in range(60)]
+    window = (datetime(2020, 7, 1), datetime(2020, 7, 2))
+    a = staff_provider(staff, corrupt_rate=0.3, seed=7).window(*window)
+    b = staff_provider(staff, corrupt_rate=0.3, seed=7).window(*window)
+    clean = staff_provider(staff).window(*window)
+    assert a == b
+    assert 5 < sum(x != y for x, y in zip(a, clean, strict=True)) < 35
+
+
 # --- the separate process ------------------------------------------------------------------------
 
 
@@ -357,6 +580,18 @@ def test_the_cli_serves_the_world_in_its_own_process() -> None:
             body = json.loads(response.read())
         assert body["total"] > 5 and len(body["items"]) == 5 and body["next_page"] == 2
         assert all(i["xfjbh"].startswith("XF") and i["blgc"] for i in body["items"])
+        # Events of the bureau and the towns name their handler.
+        assert any(e["jbr"] for i in body["items"] for e in i["blgc"])
+        # The same process serves the staff accounts, whatever --from/--to say.
+        staff_query = urlencode(window_params(datetime(2000, 1, 1), datetime(2025, 6, 3), page_size=500))
+        staff_url = url.removesuffix(PATH) + STAFF_PATH
+        request = urllib.request.Request(  # noqa: S310 (loopback http)
+            f"{staff_url}?{staff_query}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            roster = json.loads(response.read())
+        assert roster["total"] == len(roster["items"]) > 400
+        assert {i["rylb"] for i in roster["items"]} == {"局机关", "乡镇专职", "乡镇兼职", "网格员"}
     finally:
         process.terminate()
         process.wait(timeout=10)

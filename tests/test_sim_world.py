@@ -221,6 +221,81 @@ def test_staff_reflect_the_half_year_summary() -> None:
     assert {s.grid_code for s in w.staff if s.kind == "网格员"} == {g.code for g in city.GRIDS}
 
 
+def test_township_posts_at_mid_2025() -> None:
+    w = build_world(DEFAULT)
+    day = date(2025, 6, 30)
+    township = [s for s in w.staff if s.kind in ("乡镇专职", "乡镇兼职")]
+    in_post = [s for s in township if s.valid_from <= day and (s.valid_to is None or s.valid_to >= day)]
+    assert len(in_post) == 100 and sum(s.full_time for s in in_post) == 68
+    assert all(s.kind == ("乡镇专职" if s.full_time else "乡镇兼职") for s in township)
+    assert Counter(s.kind for s in w.staff) == {"局机关": 48, "乡镇专职": 68, "乡镇兼职": 42, "网格员": 293}
+
+
+@pytest.fixture(scope="module")
+def postings_period() -> list[Petition]:
+    """Petitions of the months every 2025 posting (挂职 from March, 跟岗 from February) runs through."""
+    return list(build_world(DEFAULT).petitions(date(2025, 2, 10), date(2025, 9, 30)))
+
+
+def _duty_unit(s: world.Staff, day: date) -> str | None:
+    """Where `s` works on `day` (written independently of world._duties): posting unit, home, or nowhere."""
+    if day < s.valid_from or (s.valid_to is not None and day > s.valid_to):
+        return None
+    posted = [p.unit_code for p in s.postings if p.start <= day <= p.end]
+    return posted[0] if posted else s.unit_code
+
+
+def test_handlers_are_staff_of_the_acting_unit_on_that_day(postings_period: list[Petition]) -> None:
+    w = build_world(DEFAULT)
+    staff = {s.code: s for s in w.staff}
+    handled = Counter()
+    for p in postings_period:
+        for e in p.events:
+            unit = e.unit_code or ""
+            if unit == world.BUREAU_CODE or unit.startswith("XZ"):
+                assert e.handler_code is not None, (p.number, e.seq)
+                s = staff[e.handler_code]
+                assert s.kind in world.HANDLER_KINDS  # never a grid worker
+                assert _duty_unit(s, e.at.date()) == unit, (p.number, e.seq, e.handler_code)
+                handled[s.kind] += 1
+                # The choice is the keyed hash of (number, seq), not a generator draw.
+                assert e.handler_code == world.pick_handler(DEFAULT.seed, p.number, e.seq, unit, e.at.date())
+            else:
+                # City departments, district governments, 越级: no staff in the world.
+                assert e.handler_code is None
+    assert set(handled) == {"局机关", "乡镇专职", "乡镇兼职"}
+    # Work is spread over the people on duty, not piled on one.
+    per_person = Counter(e.handler_code for p in postings_period for e in p.events if e.handler_code)
+    assert len(per_person) > 140 and max(per_person.values()) < 20 * min(per_person.values())
+
+
+def test_seconded_cadres_handle_the_posting_units_matters_only_within_the_posting(
+    postings_period: list[Petition],
+) -> None:
+    w = build_world(DEFAULT)
+    staff = {s.code: s for s in w.staff}
+    by_handler: dict[str, list[tuple[date, str]]] = {}
+    for p in postings_period:
+        for e in p.events:
+            if e.handler_code:
+                by_handler.setdefault(e.handler_code, []).append((e.at.date(), e.unit_code))
+    seconded = [s for s in staff.values() if s.postings]
+    assert Counter(s.postings[0].kind for s in seconded) == {"挂职": 15, "跟岗": 20}
+    for s in seconded:
+        posting = s.postings[0]
+        assert (posting.kind == "挂职") == (s.kind == "局机关")
+        work = by_handler.get(s.code, [])
+        inside = [(d, u) for d, u in work if posting.start <= d <= posting.end]
+        outside = [(d, u) for d, u in work if not posting.start <= d <= posting.end]
+        assert inside, f"{s.code} handled nothing during the posting"
+        assert {u for _, u in inside} == {posting.unit_code}
+        assert {u for _, u in outside} <= {s.unit_code}
+    # A 挂职 cadre does the posting town's work beside its own officers, and no other town's.
+    cadre = next(s for s in seconded if s.postings[0].kind == "挂职")
+    town_work = [(d, u) for d, u in by_handler[cadre.code] if u.startswith("XZ")]
+    assert town_work and all(cadre.postings[0].start <= d <= cadre.postings[0].end for d, _ in town_work)
+
+
 def test_ground_truth_names_the_planted_petitions(tmp_path: Path) -> None:
     w = build_world(DEFAULT)
     doc = json.loads(world.write_ground_truth(w, tmp_path / "truth.json").read_text(encoding="utf-8"))

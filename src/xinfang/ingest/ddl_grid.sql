@@ -22,9 +22,14 @@ CREATE TABLE IF NOT EXISTS raw.grid_screening_events (
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Every version of an event the loader has seen: the status history survives
--- the upsert of the current state. The rows of a batch are its loaded rows,
--- which is what the reconciliation counts.
+-- Every version of an event the loader has loaded: the status history survives
+-- the upsert of the current state. Append-only, one row per loaded source row
+-- (batch, row): the rows of a batch are exactly its loaded rows, which is what
+-- the reconciliation counts, and no later load can move or rewrite them, so
+-- every batch's ledger stays true for good. When the source corrects a row in
+-- place (same status and updated_at, other resolved_at or petition number),
+-- the correction is a row of its own; the latest batch's row is the one in
+-- force (as in raw.grid_screening_events).
 CREATE TABLE IF NOT EXISTS raw.grid_event_status_history (
     event_id text NOT NULL,
     status text NOT NULL,
@@ -34,9 +39,30 @@ CREATE TABLE IF NOT EXISTS raw.grid_event_status_history (
     batch_id bigint NOT NULL REFERENCES ops.load_batches (batch_id),
     source_row integer NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (event_id, status, source_updated_at)
+    PRIMARY KEY (batch_id, source_row)
 );
-CREATE INDEX IF NOT EXISTS grid_event_status_history_batch ON raw.grid_event_status_history (batch_id);
+
+-- Databases created before that keyed the history by (event_id, status,
+-- source_updated_at) and rewrote a row when a corrected version came (taking
+-- it from the batch that loaded it). Re-key them; (batch_id, source_row) is
+-- unique in the old rows too. Checked first: ALTER TABLE takes an exclusive lock.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM pg_index i
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indrelid = 'raw.grid_event_status_history'::regclass
+          AND i.indisprimary AND a.attname = 'event_id'
+    ) THEN
+        ALTER TABLE raw.grid_event_status_history DROP CONSTRAINT grid_event_status_history_pkey;
+        ALTER TABLE raw.grid_event_status_history ADD PRIMARY KEY (batch_id, source_row);
+        -- The new primary key serves lookups by batch.
+        DROP INDEX IF EXISTS raw.grid_event_status_history_batch;
+    END IF;
+END
+$$;
+CREATE INDEX IF NOT EXISTS grid_event_status_history_event
+    ON raw.grid_event_status_history (event_id, source_updated_at);
 
 -- Reference snapshots, upserted by code when a row differs from what is stored.
 CREATE TABLE IF NOT EXISTS raw.grid_grids (

@@ -52,6 +52,20 @@ CREATE TABLE IF NOT EXISTS raw.online_petition_events (
     PRIMARY KEY (petition_no, seq)
 );
 
+-- Added after the first release: the staff account (经办人, API field jbr) that handled the step;
+-- null where the unit has no account on the platform. Appended, so column positions stay stable.
+-- Checked first because ALTER TABLE takes an exclusive lock even when the column exists.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT FROM information_schema.columns
+        WHERE table_schema = 'raw' AND table_name = 'online_petition_events' AND column_name = 'handler_code'
+    ) THEN
+        ALTER TABLE raw.online_petition_events ADD COLUMN IF NOT EXISTS handler_code text;
+    END IF;
+END
+$$;
+
 -- Raw identifiers, keyed by petition and pseudonym; nobody but the owner reads this schema.
 CREATE TABLE IF NOT EXISTS restricted.online_petitioners (
     petition_no text NOT NULL,

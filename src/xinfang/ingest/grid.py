@@ -531,23 +531,26 @@ def _apply(
         )
     cols = ", ".join(RAW_EVENT_COLUMNS)
     sets = ", ".join(f"{c} = excluded.{c}" for c in RAW_EVENT_COLUMNS if c != "event_id")
-    # Out-of-order versions (an older one re-read late) never overwrite a newer current state.
+    # Out-of-order versions (an older one re-read late) never overwrite a newer current state; a
+    # version corrected in place (same updated_at) does. One row per event from the batch: event
+    # ids that differ only by blanks in the source are one event here, and ON CONFLICT cannot
+    # touch a row twice in one statement.
     conn.execute(
         f"INSERT INTO raw.grid_screening_events ({cols}, first_batch_id, batch_id) "  # noqa: S608
-        f"SELECT {cols}, %(b)s, %(b)s FROM tmp_grid_events "
+        f"SELECT DISTINCT ON (event_id) {cols}, %(b)s, %(b)s FROM tmp_grid_events "
+        "ORDER BY event_id, source_updated_at DESC, source_row DESC "
         f"ON CONFLICT (event_id) DO UPDATE SET {sets}, batch_id = excluded.batch_id, loaded_at = now() "
         "WHERE raw.grid_screening_events.source_updated_at <= excluded.source_updated_at",
         {"b": batch_id},
     )
-    # A version whose content changed without a new updated_at replaces its history row.
+    # History is append-only: every loaded row version is a row of this batch, never rewritten by a
+    # later one (a correction with the same status and updated_at included), so the count of each
+    # batch's rows stays equal to its ledger's loaded_rows.
     conn.execute(
         "INSERT INTO raw.grid_event_status_history (event_id, status, source_updated_at, resolved_at, "
         "escalated_petition_no, batch_id, source_row) "
         "SELECT event_id, status, source_updated_at, resolved_at, escalated_petition_no, %(b)s, source_row "
-        "FROM tmp_grid_events "
-        "ON CONFLICT (event_id, status, source_updated_at) DO UPDATE SET resolved_at = excluded.resolved_at, "
-        "escalated_petition_no = excluded.escalated_petition_no, batch_id = excluded.batch_id, "
-        "source_row = excluded.source_row",
+        "FROM tmp_grid_events",
         {"b": batch_id},
     )
     for staged in ("tmp_grid_grids", "tmp_grid_workers", "tmp_grid_worker_pii"):

@@ -12,9 +12,17 @@ COPies the rest into staging tables and upserts from there:
 
 The ledger row, the quarantine, the upserts, the reconciliation check and the
 watermark move in one transaction. Fetching happens before it: a window that
-cannot be fetched leaves no rows and an unmoved watermark. The same window
-with the same content is skipped by checksum; different content that repeats
-a version already held changes no row, so re-running any interval is a no-op.
+cannot be fetched leaves no rows and an unmoved watermark.
+
+Re-running any interval is a no-op. The same window with the same content is
+skipped by checksum. A window the watermark has already passed whose content
+differs but brings nothing new (on a live platform, petitions changed since
+have moved on to later windows) records no batch and writes nothing: every
+petition version in it is held already (or a newer one is) and every bad
+record is in the quarantine already as it is. A run that does bring something
+(a new or corrected version, a new bad record) records its batch as usual,
+reconciled over everything it received; so does the first run of a window at
+the watermark, even empty, because it moves the watermark.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from xinfang import pii
 from xinfang.config import BUREAU_TZ, get_settings
@@ -58,6 +67,8 @@ DEFAULT_PAGE_SIZE = 200
 PETITION_NO = re.compile(r"^[A-Za-z0-9-]{6,40}$")
 PHONE = re.compile(r"^\d{7,13}$")
 CODE = re.compile(r"^[0-9A-Za-z]{1,20}$")
+# Staff account codes (经办人, 人员编号): JG001, XF36990100101, XF36990100101A, W36990100100101.
+STAFF_CODE = re.compile(r"^[A-Z]{1,4}[0-9]{3,20}[A-Z]?$")
 
 PETITION_COLUMNS = (
     "petition_no",
@@ -93,6 +104,7 @@ EVENT_COLUMNS = (
     "from_unit_code",
     "rating",
     "note",
+    "handler_code",
 )
 PETITIONER_COLUMNS = ("petition_no", "person_key", "name", "id_number", "phone", "address", "region_code")
 
@@ -210,7 +222,10 @@ def fetch_page(
     page: int,
     page_size: int,
     retry: RetryPolicy,
+    *,
+    path: str = API_PATH,
 ) -> Page:
+    """One page of `path` (the petitions, or another endpoint paged the same way: /api/v1/staff)."""
     query = urlencode(
         {
             "updated_since": _query_time(since),
@@ -219,7 +234,7 @@ def fetch_page(
             "page_size": page_size,
         }
     )
-    url = f"{base_url.rstrip('/')}{API_PATH}?{query}"
+    url = f"{base_url.rstrip('/')}{path}?{query}"
     for attempt in range(1, retry.attempts + 1):
         try:
             body = _get_json(url, token, retry.timeout)
@@ -227,14 +242,15 @@ def fetch_page(
         except _Retryable as exc:
             if attempt == retry.attempts:
                 raise PlatformError(
-                    f"online platform page {page} failed {retry.attempts} times, last: {exc.reason}"
+                    f"online platform {path} page {page} failed {retry.attempts} times, last: {exc.reason}"
                 ) from exc
             delay = retry.backoff(attempt)
             if exc.retry_after is not None:
                 # The server said when: honour it, capped so a silly value cannot stall the run.
                 delay = min(retry.max_delay, max(delay, exc.retry_after))
             log.warning(
-                "online platform page %d attempt %d/%d: %s; retrying in %.1f s",
+                "online platform %s page %d attempt %d/%d: %s; retrying in %.1f s",
+                path,
                 page,
                 attempt,
                 retry.attempts,
@@ -253,12 +269,13 @@ def fetch_window(
     *,
     page_size: int = DEFAULT_PAGE_SIZE,
     retry: RetryPolicy | None = None,
+    path: str = API_PATH,
 ) -> list[Page]:
     """Every page of the window, following next_page."""
     retry = retry or RetryPolicy()
     pages, number = [], 1
     while True:
-        page = fetch_page(base_url, token, since, until, number, page_size, retry)
+        page = fetch_page(base_url, token, since, until, number, page_size, retry, path=path)
         pages.append(page)
         received = sum(len(p.items) for p in pages)
         if not page.items or received >= page.total:
@@ -416,7 +433,11 @@ def _events(record: Mapping[str, Any], number: str) -> list[tuple[Any, ...]]:
         unit = _text(event, "dw", f"{where}.dw", required=False)
         from_unit = _text(event, "ydw", f"{where}.ydw", required=False)
         note = _text(event, "bz", f"{where}.bz", required=False) or ""
-        rows.append((number, seq, kind, at, unit, from_unit, rating, pii.scrub_text(note)))
+        # The handler account (经办人) is optional: units outside the platform's accounts have none.
+        handler = _text(event, "jbr", f"{where}.jbr", required=False)
+        if handler is not None and not STAFF_CODE.match(handler):
+            raise RowError(f"{where}.jbr", f"malformed handler code {handler!r}")
+        rows.append((number, seq, kind, at, unit, from_unit, rating, pii.scrub_text(note), handler))
     return rows
 
 
@@ -644,6 +665,67 @@ def _upsert_for_held_versions(
     ).rowcount
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """How a run's records compare with what the warehouse holds."""
+
+    held: int  # this very version is held
+    older: int  # a newer version is held: this one would change nothing
+    new: int  # not held, or newer than (or a correction of) the version held: would load
+    quarantined_before: int  # bad records already in the quarantine exactly as received now
+    new_bad: int  # bad records not quarantined before in this form
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.new == 0 and self.new_bad == 0
+
+
+def _compare_with_held(
+    conn: psycopg.Connection, checked: list[Checked], rejections: list[Rejection]
+) -> _Seen:
+    """Which records would change the warehouse: the same rule the upsert applies.
+
+    A good record changes something unless its version (fingerprint) is held or a newer one is
+    (_upsert replaces a petition only with a newer or same-time different version, and events and
+    petitioners come only with the version held). A bad record adds to the quarantine unless the
+    same record was quarantined before. Rows are never deleted and the watermark never moves
+    back, so a run found to bring nothing new stays so even if another load commits meanwhile.
+    """
+    sha = PETITION_COLUMNS.index("record_sha256")
+    held, older = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE r.record_sha256 = s.record_sha256),
+               count(*) FILTER (WHERE r.record_sha256 <> s.record_sha256 AND r.updated_at > s.updated_at)
+        FROM unnest(%s::text[], %s::text[], %s::timestamp[]) AS s(petition_no, record_sha256, updated_at)
+        JOIN raw.online_petitions r USING (petition_no)
+        """,
+        (
+            [c.number for c in checked],
+            [c.petition[sha] for c in checked],
+            [c.updated_at for c in checked],
+        ),
+    ).fetchone()
+    quarantined_before = 0
+    if rejections:
+        quarantined_before = conn.execute(
+            """
+            SELECT count(*) FROM unnest(%s::jsonb[]) AS n(record)
+            WHERE EXISTS (
+                SELECT FROM restricted.quarantine_records q JOIN ops.load_batches b USING (batch_id)
+                WHERE b.source = %s AND q.record = n.record
+            )
+            """,
+            ([Jsonb(r.record) for r in rejections], SOURCE),
+        ).fetchone()[0]
+    return _Seen(
+        held=held,
+        older=older,
+        new=len(checked) - held - older,
+        quarantined_before=quarantined_before,
+        new_bad=len(rejections) - quarantined_before,
+    )
+
+
 def _verify(conn: psycopg.Connection, batch_id: int, loaded: int, quarantined: int) -> None:
     """Recount: every accepted record is held (this version or a newer one), every event present."""
     held, missing_events, in_quarantine = conn.execute(
@@ -721,6 +803,21 @@ def load_window(
     good, rejected = _check_all(pages, pii_key)
     checked = [c for _, c in sorted(good.values(), key=lambda g: g[0].window_row)]
     rejections = [r for _, r in rejected]
+    mark = watermarks.get(conn, SOURCE)
+    if mark is not None and mark >= until:
+        # A window the watermark has passed (a re-run, a back-fill): on a live platform its content
+        # differs from the first run's (petitions changed since have moved to later windows), so
+        # the checksum cannot recognise it. A batch is recorded only when the run brings something
+        # the warehouse does not hold; otherwise nothing is written at all.
+        seen = _compare_with_held(conn, checked, rejections)
+        if seen.nothing_new:
+            note = (
+                f"{len(items)} received: {seen.held} held in this version, {seen.older} older than held, "
+                f"{seen.quarantined_before} already quarantined; nothing new and the watermark "
+                f"({to_bureau(mark):%Y-%m-%d %H:%M}) is past the window: no batch recorded"
+            )
+            log.info("%s is a no-op: %s", label, note)
+            return BatchResult(SOURCE, label, skipped=True, source_rows=len(items), notes=[note])
     with conn.transaction():
         batch_id = batches.open_batch(
             conn,

@@ -36,6 +36,7 @@ def ingest_hotline(logical_date: datetime) -> dict[str, Any]:
 
 
 def quality_gate(logical_date: datetime) -> dict[str, Any]:
+    """Check the report month's raw and mart data; raises QualityGateFailed, so nothing downstream runs."""
     from xinfang.publish.monthly_report import load_stats
     from xinfang.quality.gates import run_gate
 
@@ -44,8 +45,15 @@ def quality_gate(logical_date: datetime) -> dict[str, Any]:
     with db.connect() as conn:
         stats = load_stats(conn, month)
     out = quality_dir(settings, month)
-    results = run_gate(settings.expectations_dir, out, load_stats=stats)
-    return {"period": period_label(month), "suites": len(results), "summary": str(out / "quality_summary.md")}
+    results = run_gate(
+        settings.expectations_dir, out, period=month, load_stats=stats, templates_dir=settings.templates_dir
+    )
+    return {
+        "period": period_label(month),
+        "suites": len(results),
+        "summary": str(out / "quality_summary.md"),
+        "report": str(out / "quality_report.html"),
+    }
 
 
 def publish_report(logical_date: datetime) -> dict[str, Any]:
@@ -132,6 +140,36 @@ def ingest_online_petitions(logical_date: datetime) -> dict[str, Any]:
             # Runs were skipped (DAG paused, catchup off): start at the mark so no change falls in a gap.
             since = mark - ONLINE_WINDOW_OVERLAP
         result = online.load_window(
+            conn,
+            base_url=platform.base_url,
+            token=platform.token,
+            since=since,
+            until=until,
+            pii_key=settings.pii_key,
+            page_size=platform.page_size,
+            retry=online.RetryPolicy(timeout=platform.timeout),
+        )
+    return asdict(result)
+
+
+def ingest_online_staff(logical_date: datetime) -> dict[str, Any]:
+    """Load the online platform's staff accounts changed in the same window as the petitions."""
+    from xinfang.ingest import online, staff, watermarks
+    from xinfang.orchestration.schedules import ONLINE_WINDOW_OVERLAP, online_window_for
+
+    settings = get_settings()
+    platform = online.platform_settings()
+    since, until = online_window_for(logical_date)
+    with db.connect(autocommit=True) as conn:
+        staff.ensure_schema(conn)
+        mark = watermarks.get(conn, staff.SOURCE)
+        if mark is None:
+            # First run: the whole roster, since accounts unchanged for years are in no daily window.
+            since = staff.ROSTER_EPOCH
+        elif mark < since + ONLINE_WINDOW_OVERLAP:
+            # Runs were skipped: start at the mark so no change falls in a gap.
+            since = mark - ONLINE_WINDOW_OVERLAP
+        result = staff.load_window(
             conn,
             base_url=platform.base_url,
             token=platform.token,

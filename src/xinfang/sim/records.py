@@ -33,6 +33,9 @@ EVENT_TYPES = (
     "越级",  # the petitioner went over the handling level
 )
 RATINGS = ("满意", "基本满意", "不满意")
+# 人员类别 of the platform's staff accounts, and the kinds of posting (干部交流) they record.
+STAFF_KINDS = ("局机关", "乡镇专职", "乡镇兼职", "网格员")
+POSTING_KINDS = ("挂职", "跟岗")  # a bureau cadre sent down to a town; a township cadre brought up
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class PetitionEvent:
     from_unit_code: str | None = None
     rating: str | None = None  # with 回访
     note: str = ""
+    # The platform account (经办人) of `unit_code` that handled the step; None for units whose staff
+    # the world does not model (city departments, district governments) and for 越级.
+    handler_code: str | None = None
 
 
 @dataclass(frozen=True)

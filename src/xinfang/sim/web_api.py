@@ -1,10 +1,13 @@
 """Simulator of the online petition platform's HTTP JSON API (网上信访平台数据接口).
 
 `GET /api/v1/petitions` answers with the petitions whose last change lies in
-[updated_since, updated_until), each with its nested handling history, in pages
-ordered by (last change, number) so that paging through a window is stable.
-Field names follow the vendor's pinyin abbreviations; docs/sources/
-online_petition_platform.md is the interface document.
+[updated_since, updated_until), each with its nested handling history (every
+step naming its handler account, 经办人), in pages ordered by (last change,
+number) so that paging through a window is stable. `GET /api/v1/staff` pages
+the same way through the platform's staff accounts (bureau, township and grid
+staff with their postings and training records). Field names follow the
+vendor's pinyin abbreviations; docs/sources/online_petition_platform.md is the
+interface document.
 
 Clock: the platform shows each petition as it stood at a moment. By default
 (clock mode "window") that moment is the end of the requested window, i.e. a
@@ -32,17 +35,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from xinfang.config import BUREAU_TZ
 from xinfang.sim.records import Petition, PetitionEvent
 
+if TYPE_CHECKING:
+    from xinfang.sim.world import Staff, TrainingClass
+
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/petitions"
+STAFF_PATH = "/api/v1/staff"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
 # Times the platform writes: bureau time with its offset, to the second.
@@ -83,6 +91,7 @@ def _event_json(event: PetitionEvent) -> JsonRecord:
         "ydw": event.from_unit_code,
         "pj": event.rating,
         "bz": event.note,
+        "jbr": event.handler_code,
     }
 
 
@@ -201,16 +210,132 @@ def corrupt(record: JsonRecord, kind: str) -> JsonRecord:
 
 
 class StaticProvider:
-    """Hand-built records for tests: (time of last change, record), any content, even broken."""
+    """Hand-built records for tests: (time of last change, record), any content, even broken.
 
-    def __init__(self, records: Iterable[tuple[datetime, JsonRecord]]):
+    `key` is the natural key that breaks ties in the order: xfjbh for petitions, rybh for staff.
+    """
+
+    def __init__(self, records: Iterable[tuple[datetime, JsonRecord]], *, key: str = "xfjbh"):
         # Broken records may not even be objects: they sort by time alone.
         self.records = sorted(
-            records, key=lambda r: (r[0], str(r[1].get("xfjbh", "")) if isinstance(r[1], dict) else "")
+            records, key=lambda r: (r[0], str(r[1].get(key, "")) if isinstance(r[1], dict) else "")
         )
 
     def window(self, since: datetime, until: datetime) -> list[JsonRecord]:
         return [record for at, record in self.records if since <= at < until]
+
+
+# --- staff accounts (人员) -------------------------------------------------------------------------
+
+
+def _from_day(day: date) -> datetime:
+    """When a dated staff fact shows on the platform: 00:00 of its date (it takes effect that day)."""
+    return datetime.combine(day, clock_time(0))
+
+
+def staff_snapshot(
+    staff: Staff, classes: dict[str, TrainingClass], moment: datetime
+) -> tuple[datetime, JsonRecord] | None:
+    """(last change, API item) of a staff account as the platform showed it at `moment`.
+
+    None before the person took up the post. Facts dated after `moment` (a leaving, a posting, a
+    training class, a promotion) are not shown yet; a posting or class shows its planned end date
+    from its first day, as the appointment or enrolment states it.
+    """
+    if _from_day(staff.valid_from) > moment:
+        return None
+
+    def shown(day: date | None) -> date | None:
+        return day if day is not None and _from_day(day) <= moment else None
+
+    left = shown(staff.valid_to)
+    postings = sorted((p for p in staff.postings if shown(p.start)), key=lambda p: (p.start, p.unit_code))
+    trainings = sorted(
+        (classes[c] for c in staff.trainings if shown(classes[c].start)), key=lambda c: (c.start, c.code)
+    )
+    promoted = shown(staff.promoted_on)
+    facts = [staff.valid_from, *(p.start for p in postings), *(c.start for c in trainings)]
+    facts += [d for d in (left, promoted) if d is not None]
+    updated = _from_day(max(facts))
+    record = {
+        "rybh": staff.code,
+        "xm": staff.name,
+        "lxdh": staff.phone,
+        "rylb": staff.kind,
+        "dwbm": staff.unit_code,
+        "wgbm": staff.grid_code,
+        "sfzz": staff.full_time,
+        "rzrq": staff.valid_from.isoformat(),
+        "lzrq": left.isoformat() if left else None,
+        "jljl": [
+            {"lx": p.kind, "dwbm": p.unit_code, "ksrq": p.start.isoformat(), "jsrq": p.end.isoformat()}
+            for p in postings
+        ],
+        "pxjl": [
+            {"bcbm": c.code, "bcmc": c.name, "ksrq": c.start.isoformat(), "jsrq": c.end.isoformat()}
+            for c in trainings
+        ],
+        "tbrq": promoted.isoformat() if promoted else None,
+        "gxsj": format_time(updated),
+    }
+    return updated, record
+
+
+class StaffProvider:
+    """The world's staff accounts, shown as of the server's clock (the same clock rules as petitions)."""
+
+    def __init__(
+        self,
+        staff: Iterable[Staff],
+        training_classes: Iterable[TrainingClass],
+        *,
+        as_of: datetime | None = None,
+        corrupt_rate: float = 0.0,
+        seed: int = 0,
+    ):
+        self.staff = list(staff)
+        self.classes = {c.code: c for c in training_classes}
+        self.as_of = as_of
+        self.corrupt_rate = corrupt_rate
+        self.seed = seed
+
+    def window(self, since: datetime, until: datetime) -> list[JsonRecord]:
+        # A few hundred accounts: computed per request, no index needed.
+        moment = until - _TICK if self.as_of is None else self.as_of
+        shown = []
+        for s in self.staff:
+            snapshot = staff_snapshot(s, self.classes, moment)
+            if snapshot is not None and since <= snapshot[0] < until:
+                shown.append(snapshot)
+        shown.sort(key=lambda u: (u[0], u[1]["rybh"]))
+        return [self._maybe_corrupt(record) for _, record in shown]
+
+    def _maybe_corrupt(self, record: JsonRecord) -> JsonRecord:
+        if self.corrupt_rate <= 0:
+            return record
+        rng = random.Random(f"{self.seed}:corrupt-staff:{record['rybh']}")
+        if rng.random() >= self.corrupt_rate:
+            return record
+        return corrupt_staff(record, rng.choice(STAFF_CORRUPTIONS))
+
+
+STAFF_CORRUPTIONS = ("missing_code", "malformed_phone", "unknown_kind", "impossible_date")
+
+
+def corrupt_staff(record: JsonRecord, kind: str) -> JsonRecord:
+    """Damage a staff record the way broken exports do (for tests and --corrupt-rate)."""
+    damaged = json.loads(json.dumps(record, ensure_ascii=False))
+    if kind == "missing_code":
+        damaged["rybh"] = ""
+    elif kind == "malformed_phone":
+        damaged["lxdh"] = damaged["lxdh"][:4]  # truncated: too short for any phone number
+    elif kind == "unknown_kind":
+        damaged["rylb"] = "临时工"
+    elif kind == "impossible_date":
+        damaged["rzrq"] = damaged["rzrq"][:5] + "02-30"
+    else:
+        raise ValueError(f"unknown corruption {kind!r}")
+    return damaged
 
 
 # --- faults --------------------------------------------------------------------------------------
@@ -266,7 +391,10 @@ class BadRequest(Exception):
 
 
 class PetitionAPIServer(ThreadingHTTPServer):
-    """The platform's API on (host, port); port 0 picks a free one."""
+    """The platform's API on (host, port); port 0 picks a free one.
+
+    `records_provider` serves /api/v1/petitions, `staff_provider` /api/v1/staff (404 without one).
+    """
 
     daemon_threads = True  # a slow answer must not keep shutdown waiting
 
@@ -276,14 +404,19 @@ class PetitionAPIServer(ThreadingHTTPServer):
         *,
         token: str,
         records_provider: RecordsProvider,
+        staff_provider: RecordsProvider | None = None,
         faults: FaultConfig = FaultConfig(),
     ):
         if not token:
             raise ValueError("the API needs a token")
         self.token = token
         self.provider = records_provider
+        self.staff_provider = staff_provider
         self.faults = FaultPlan(faults)
         super().__init__(address, _Handler)
+
+    def provider_for(self, path: str) -> RecordsProvider | None:
+        return {PATH: self.provider, STAFF_PATH: self.staff_provider}.get(path)
 
     @property
     def url(self) -> str:
@@ -294,7 +427,9 @@ class PetitionAPIServer(ThreadingHTTPServer):
         # Clients that time out close the socket under a slow answer: expected, not worth a traceback.
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
-    def answer(self, query: dict[str, list[str]]) -> JsonRecord:
+    def answer(self, query: dict[str, list[str]], provider: RecordsProvider | None = None) -> JsonRecord:
+        provider = self.provider if provider is None else provider
+
         def one(name: str, default: str | None = None) -> str | None:
             values = query.get(name)
             return values[-1] if values else default
@@ -305,7 +440,7 @@ class PetitionAPIServer(ThreadingHTTPServer):
                 raise BadRequest("updated_since is required")
             since = parse_query_time(since_text)
             if until_text is None:
-                as_of = getattr(self.provider, "as_of", None)
+                as_of = getattr(provider, "as_of", None)
                 if as_of is None:
                     raise BadRequest("updated_until is required")
                 until = as_of + _TICK
@@ -319,7 +454,7 @@ class PetitionAPIServer(ThreadingHTTPServer):
             raise BadRequest("updated_until must be after updated_since")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise BadRequest(f"page must be >= 1 and page_size within 1..{MAX_PAGE_SIZE}")
-        records = self.provider.window(since, until)
+        records = provider.window(since, until)
         start = (page - 1) * page_size
         items = list(records[start : start + page_size])
         has_more = start + page_size < len(records)
@@ -335,7 +470,7 @@ class PetitionAPIServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: PetitionAPIServer
     protocol_version = "HTTP/1.1"
-    server_version = "XinfangOnlinePlatform/2.3"
+    server_version = "XinfangOnlinePlatform/2.4"
 
     def log_message(self, format: str, *args: Any) -> None:
         # Only method, path and status: no header (the token) is ever logged.
@@ -361,7 +496,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        if url.path != PATH:
+        provider = self.server.provider_for(url.path)
+        if provider is None:
             self._send_json(HTTPStatus.NOT_FOUND, {"code": 404, "message": "no such resource"})
             return
         if not self._authorised():
@@ -386,7 +522,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(self.server.faults.config.slow_seconds)
         try:
-            body = self.server.answer(parse_qs(url.query, keep_blank_values=True))
+            body = self.server.answer(parse_qs(url.query, keep_blank_values=True), provider)
         except BadRequest as exc:
             self._send_json(HTTPStatus.BAD_REQUEST, {"code": 400, "message": str(exc)})
             return
@@ -421,6 +557,22 @@ def world_provider(
     return WorldProvider(world.petitions(first, last), as_of=as_of, corrupt_rate=corrupt_rate, seed=seed)
 
 
+def world_staff_provider(
+    *,
+    seed: int,
+    as_of: datetime | None = None,
+    corrupt_rate: float = 0.0,
+    build: Callable[..., Any] | None = None,
+) -> StaffProvider:
+    """The world model's staff accounts (every kind, grid workers included, for their trainings)."""
+    from xinfang.sim import world as world_model
+
+    world = (build or world_model.build_world)(world_model.WorldConfig(seed=seed))
+    return StaffProvider(
+        world.staff, world.training_classes, as_of=as_of, corrupt_rate=corrupt_rate, seed=seed
+    )
+
+
 def serve(
     *,
     host: str,
@@ -428,9 +580,19 @@ def serve(
     token: str,
     provider: RecordsProvider,
     faults: FaultConfig,
+    staff_provider: RecordsProvider | None = None,
 ) -> None:
     """Run until interrupted (the `xinfang sim serve-web` process)."""
-    server = PetitionAPIServer((host, port), token=token, records_provider=provider, faults=faults)
+    if staff_provider is None and isinstance(provider, WorldProvider):
+        # The process serves one world: its staff with the same seed, clock and damage rate.
+        staff_provider = world_staff_provider(
+            seed=provider.seed, as_of=provider.as_of, corrupt_rate=provider.corrupt_rate
+        )
+    server = PetitionAPIServer(
+        (host, port), token=token, records_provider=provider, staff_provider=staff_provider, faults=faults
+    )
+    if staff_provider is not None:
+        print(f"staff accounts served at {server.url}{STAFF_PATH}", flush=True)
     # Printed, not logged: whoever started the process reads the bound port (--port 0) from here.
     print(f"online petition platform API listening on {server.url}{PATH}", flush=True)
     try:

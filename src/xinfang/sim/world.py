@@ -53,6 +53,16 @@ appends these orders to its export through `hotline_orders_converted_on` (the
 world of the same seed). Staff postings (挂职 sent down, 跟岗 brought up) are
 dated `Posting` records on the `Staff` row, beside its valid_from/valid_to.
 
+Handlers (经办人): every petition event acting for a unit whose staff the world
+models carries the code of the staff member who handled it (`handler_code`):
+a town's petition officers in post on the event's date for the town's unit,
+the bureau's staff for the bureau (`SZ00`), each honouring postings (a 挂职
+cadre handles the town's matters during the posting and not the bureau's; a
+跟岗 township cadre the bureau's and not the town's). City departments and
+district governments have no staff in the world: their events have none. The
+choice is a keyed hash of (petition number, event seq), never a generator
+draw, so handlers change no other figure of the world.
+
 Known gaps: events may run past `WorldConfig.end` (full histories are made at
 registration); records exist only for days in [start, end]; handling time
 counts Monday-Friday, not the official calendar.
@@ -512,7 +522,9 @@ _TRAININGS = (
 )
 
 
+@lru_cache(maxsize=8)
 def _build_staff(seed: int) -> tuple[tuple[Staff, ...], tuple[TrainingClass, ...]]:
+    # Cached: the handler roster (below) and World read the same, immutable roster.
     rng = random.Random(f"{seed}:staff")
     bureau = [f"JG{i:03d}" for i in range(1, 49)]
     towns_staff: list[tuple[str, Town, bool, date, date | None]] = []
@@ -606,6 +618,65 @@ def _build_staff(seed: int) -> tuple[tuple[Staff, ...], tuple[TrainingClass, ...
             )
         )
     return tuple(staff), tuple(classes)
+
+
+# Kinds of staff who hold a handler account (经办人) on the petition platform. Grid workers report
+# through the grid system and never handle a petition step themselves.
+HANDLER_KINDS = ("局机关", "乡镇专职", "乡镇兼职")
+
+
+def _duties(s: Staff) -> list[tuple[str, date, date | None]]:
+    """(unit, first day, last day or None) in which `s` handles the unit's matters.
+
+    The home unit while in post, except during a posting; the posting's unit during the posting
+    (clipped to the time in post). Posting dates are inclusive.
+    """
+    postings = sorted(s.postings, key=lambda p: p.start)
+    out: list[tuple[str, date, date | None]] = []
+    cursor: date | None = s.valid_from
+    for p in postings:
+        first = max(p.start, s.valid_from)
+        last = p.end if s.valid_to is None else min(p.end, s.valid_to)
+        if last < first:
+            continue
+        if cursor is not None and cursor < first:
+            out.append((s.unit_code, cursor, first - timedelta(days=1)))
+        out.append((p.unit_code, first, last))
+        cursor = last + timedelta(days=1)
+    if cursor is not None and (s.valid_to is None or cursor <= s.valid_to):
+        out.append((s.unit_code, cursor, s.valid_to))
+    return out
+
+
+@lru_cache(maxsize=8)
+def _duty_roster(seed: int) -> dict[str, tuple[tuple[str, date, date | None], ...]]:
+    """unit code -> (staff code, first day, last day) of everyone who handles its matters at some time."""
+    by_unit: dict[str, list[tuple[str, date, date | None]]] = defaultdict(list)
+    for s in _build_staff(seed)[0]:
+        if s.kind in HANDLER_KINDS:
+            for unit, first, last in _duties(s):
+                by_unit[unit].append((s.code, first, last))
+    return {unit: tuple(sorted(rows)) for unit, rows in by_unit.items()}
+
+
+@lru_cache(maxsize=65536)
+def handler_candidates(seed: int, unit_code: str | None, day: date) -> tuple[str, ...]:
+    """Codes of the staff handling `unit_code`'s matters on `day`, sorted; () where the world has none."""
+    rows = _duty_roster(seed).get(unit_code or "", ())
+    return tuple(code for code, first, last in rows if first <= day and (last is None or day <= last))
+
+
+def pick_handler(seed: int, number: str, seq: int, unit_code: str | None, day: date) -> str | None:
+    """The handler (经办人) of event `seq` of petition `number`, acting for `unit_code` on `day`.
+
+    Chosen by a keyed hash of (number, seq) rather than a draw from the day's generators: adding
+    handlers leaves every other figure of the world exactly as it was.
+    """
+    candidates = handler_candidates(seed, unit_code, day)
+    if not candidates:
+        return None
+    digest = hashlib.blake2b(f"{number}:{seq}".encode(), key=f"{seed}:handler".encode(), digest_size=8)
+    return candidates[int.from_bytes(digest.digest(), "big") % len(candidates)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1100,7 +1171,7 @@ def _petition_day(cfg: WorldConfig, day: date) -> _PetitionDay:
     for d in drafts:
         d.events = _events(rng, cfg, t, d)
     drafts.sort(key=lambda d: (d.registered_at, d.person.id_number))
-    return _number(day, drafts)
+    return _number(cfg.seed, day, drafts)
 
 
 def _first_draft(rng: random.Random, day: date, slot: _FirstSlot, channel: str) -> _Draft:
@@ -1289,7 +1360,7 @@ def _sorted(ev: list[tuple]) -> list[tuple]:
     return sorted(ev, key=lambda e: e[0])
 
 
-def _number(day: date, drafts: list[_Draft]) -> _PetitionDay:
+def _number(seed: int, day: date, drafts: list[_Draft]) -> _PetitionDay:
     petitions = []
     risk_of: dict[str, str] = {}
     received: dict[str, datetime] = {}
@@ -1311,7 +1382,14 @@ def _number(day: date, drafts: list[_Draft]) -> _PetitionDay:
             by_grid[d.grid_event.event_id] = (number, d.registered_at)
         events = tuple(
             PetitionEvent(
-                seq=i, type=e[1], at=e[0], unit_code=e[2], from_unit_code=e[3], rating=e[4], note=e[5]
+                seq=i,
+                type=e[1],
+                at=e[0],
+                unit_code=e[2],
+                from_unit_code=e[3],
+                rating=e[4],
+                note=e[5],
+                handler_code=pick_handler(seed, number, i, e[2], e[0].date()),
             )
             for i, e in enumerate(d.events, start=1)
         )
@@ -1482,7 +1560,7 @@ def clear_caches() -> None:
     """Forget every generated day (tests use it to prove a day is rebuilt identically from scratch)."""
     for cached in (
         build_world, _planted_plan, _stream_sums, _grid_day, _escalated_from, _skeleton, _petition_day,
-        _category_weights, _grid_events_built,
+        _category_weights, _grid_events_built, _build_staff, _duty_roster, handler_candidates,
     ):  # fmt: skip
         cached.cache_clear()
 
