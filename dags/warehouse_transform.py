@@ -1,6 +1,7 @@
 """Airflow DAG `warehouse_transform`: build the dbt warehouse with Cosmos.
 
-Triggered by new raw data (asset schedule), not by the clock. Cosmos renders
+Triggered by new raw data from any of the three ingestion DAGs (asset
+schedule), not by the clock. Cosmos renders
 one task per dbt node from the manifest compiled at build time (`xinfang
 setup` runs `dbt parse`), so parsing this DAG never runs dbt.
 """
@@ -13,7 +14,7 @@ from xinfang.orchestration import cosmos_config, schedules
 
 @dag(
     dag_id="warehouse_transform",
-    schedule=[schedules.HOTLINE_RAW],
+    schedule=schedules.WAREHOUSE_TRANSFORM_SCHEDULE,
     start_date=schedules.START_DATE,
     catchup=False,
     max_active_runs=1,

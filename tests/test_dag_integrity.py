@@ -45,13 +45,22 @@ def test_dag_has_owner_tags_docs_and_retries(dagbag, dag_id):
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
 
 
-def test_transform_dag_is_scheduled_by_the_raw_asset_not_the_clock(dagbag):
+def test_transform_dag_is_scheduled_by_the_ingestion_assets_not_the_clock(dagbag):
+    from airflow.sdk.definitions.asset import AssetAny
+
     dag = dagbag.dags["warehouse_transform"]
     condition = dag.timetable.asset_condition
-    assert [a.uri for a in condition.objects] == [schedules.HOTLINE_RAW.uri]
-    ingest = dagbag.dags["hotline_ingest"]
-    outlets = [o.uri for t in ingest.tasks for o in getattr(t, "outlets", [])]
-    assert schedules.HOTLINE_RAW.uri in outlets
+    # Any source's delivery triggers a rebuild; each asset is an outlet of its ingestion DAG.
+    assert isinstance(condition, AssetAny)
+    raw = {schedules.HOTLINE_RAW.uri, schedules.ONLINE_RAW.uri, schedules.GRID_RAW.uri}
+    assert {a.uri for a in condition.objects} == raw
+    for dag_id, asset in (
+        ("hotline_ingest", schedules.HOTLINE_RAW),
+        ("online_petition_ingest", schedules.ONLINE_RAW),
+        ("grid_ingest", schedules.GRID_RAW),
+    ):
+        outlets = [o.uri for t in dagbag.dags[dag_id].tasks for o in getattr(t, "outlets", [])]
+        assert asset.uri in outlets, dag_id
 
 
 def test_transform_dag_has_a_task_for_every_model_in_the_manifest(dagbag):

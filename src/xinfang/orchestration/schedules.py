@@ -100,3 +100,13 @@ def online_window_for(logical_date: datetime) -> tuple[datetime, datetime]:
     day = export_day_for(logical_date)
     start = datetime(day.year, day.month, day.day, tzinfo=BUREAU_TZ)
     return start - ONLINE_WINDOW_OVERLAP, start + timedelta(days=1)
+
+
+# --- warehouse ---
+
+# The warehouse is rebuilt whenever any source has delivered (data-aware, no
+# clock guess). Any, not all: one source's outage must not freeze the others'
+# figures; the models are incremental where volume is, so a rebuild per
+# delivery costs little, and the quality gate checks each source's freshness
+# before anything is published.
+WAREHOUSE_TRANSFORM_SCHEDULE = HOTLINE_RAW | ONLINE_RAW | GRID_RAW

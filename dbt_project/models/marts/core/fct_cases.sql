@@ -1,81 +1,109 @@
--- One row per matter. Working days count the official calendar's workdays
--- after the day of receipt up to and including the day of closing, so a
--- matter closed the day it arrived took 0 working days.
-with work_orders as (
+{{
+    config(
+        materialized='incremental',
+        unique_key='case_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        post_hook=[
+            "{{ delete_absorbed_cases() }}",
+        ],
+    )
+}}
+-- depends_on: {{ ref('stg_online__petitions') }}
+-- One row per matter, whatever system it came through: petitions of every
+-- channel (duplicate registrations folded in, linked hotline orders and grid
+-- events absorbed), 12345 work orders that stayed with the hotline, and grid
+-- screening events that stayed with the grid.
+--
+-- Incremental: hotline work orders, by far the largest source, are processed
+-- only when a newer version arrived since the last run. Petitions and grid
+-- events are rebuilt every run (tens of thousands of rows a year), because a
+-- new petition can change the judgement of an older one (repeat, first-
+-- handling resolution). The post-hook deletes matters that no longer exist
+-- as such (a work order that became a petition, a petition that turned out
+-- to be a duplicate registration).
+with cases as (
 
-    select * from {{ ref('stg_hotline__work_orders') }}
-
-),
-
-calendar as (
-
-    select
-        date_day,
-        is_workday
-    from {{ ref('dim_date') }}
-
-),
-
-timed as (
-
-    select
-        work_orders.work_order_no,
-        (
-            select count(*)
-            from calendar
-            where
-                calendar.is_workday
-                and calendar.date_day > work_orders.received_date
-                and calendar.date_day <= work_orders.closed_date
-        ) as working_days_to_close
-    from work_orders
+    select * from {{ ref('int_cases__petitions') }}
+    union all
+    select * from {{ ref('int_cases__grid') }}
+    union all
+    select * from {{ ref('int_cases__hotline') }}
+    {% if is_incremental() %}
+        where source_batch_id > (
+            select coalesce(max(held.source_batch_id), 0)
+            from {{ this }} as held
+            where held.matter_source = 'hotline'
+        )
+    {% endif %}
 
 )
 
 select
-    'HL-' || work_orders.work_order_no as case_id,
-    'hotline' as channel,
-    work_orders.work_order_no as source_record_id,
-    false as is_online,
-    work_orders.person_key,
-    work_orders.matter_type,
-    category.category_code,
+    cases.case_id,
+    cases.matter_source,
+    cases.channel,
+    channels.is_online,
+    channels.is_petition,
+    cases.source_record_id,
+    cases.petition_no,
+    cases.work_order_no,
+    cases.grid_event_id,
+    cases.registration_count,
+    cases.person_key,
+    cases.matter_type,
+    cases.purpose_code,
+    cases.category_code,
     category.category_name,
     category.top_category_code,
     category.top_category_name,
+    category.category_path,
     region.district_code,
     region.district_name,
-    region.town_code,
+    cases.town_code,
     region.town_name,
-    work_orders.handling_unit,
-    work_orders.status,
-    work_orders.received_at,
-    work_orders.received_date,
-    cast(date_trunc('month', work_orders.received_date) as date) as received_month,
-    work_orders.closed_at,
-    work_orders.closed_date,
-    cast(case when work_orders.closed_date is not null then timed.working_days_to_close end as integer)
-        as working_days_to_close,
-    sla.limit_working_days as sla_working_days,
+    cases.grid_code,
+    cases.first_handling_unit_code,
+    department.department_name as first_handling_unit_name,
+    cases.status,
+    cases.received_at,
+    cast(cases.received_at as date) as received_date,
+    cast(date_trunc('month', cases.received_at) as date) as received_month,
+    cases.accepted_date,
+    cases.due_date,
+    cases.closed_at,
+    cast(cases.closed_at as date) as closed_date,
+    cast(cases.working_days_to_close as integer) as working_days_to_close,
+    cases.sla_day_basis,
+    cast(cases.sla_limit_days as integer) as sla_limit_days,
     case
-        when work_orders.closed_date is null then null
-        else timed.working_days_to_close <= sla.limit_working_days
+        when cases.closed_at is null or cases.due_date is null then null
+        else cast(cases.closed_at as date) <= cases.due_date
     end as is_on_time,
-    work_orders.callback_result,
+    cases.is_first_petition,
+    cases.is_repeat,
+    cases.is_resolved_at_first_handling,
+    cases.callback_result,
     case
-        when work_orders.callback_result in ('满意', '基本满意') then true
-        when work_orders.callback_result = '不满意' then false
-    end as is_satisfied
-from work_orders
-inner join timed
-    on work_orders.work_order_no = timed.work_order_no
+        when cases.callback_result in ('满意', '基本满意') then true
+        when cases.callback_result = '不满意' then false
+    end as is_satisfied,
+    cases.has_review,
+    cases.has_rereview,
+    cases.is_escalated,
+    cases.is_extended,
+    cast(cases.group_size as integer) as group_size,
+    channels.is_petition and cases.group_size >= {{ policy_value('group_petition_min_people') }}
+        as is_group_petition,
+    cases.transfer_count,
+    cases.bounce_count,
+    cases.source_batch_id
+from cases
+inner join {{ ref('channels') }} as channels
+    on cases.channel = channels.channel
 left join {{ ref('dim_category') }} as category
-    on work_orders.category_name = category.category_name
+    on cases.category_code = category.category_code
 left join {{ ref('dim_region') }} as region
-    on
-        work_orders.district_name = region.district_name
-        and work_orders.town_name = region.town_name
-left join {{ ref('sla_policy') }} as sla
-    on
-        sla.channel = 'hotline'
-        and work_orders.matter_type = sla.matter_type
+    on cases.town_code = region.region_code
+left join {{ ref('dim_department') }} as department
+    on cases.first_handling_unit_code = department.department_code

@@ -1,0 +1,21 @@
+select
+    petition_no,
+    channel,
+    registered_at,
+    cast(registered_at as date) as registered_date,
+    updated_at as source_updated_at,
+    status as source_status,
+    petitioner_key,
+    petitioner_phone_key,
+    petitioner_region_code,
+    group_size,
+    category_code,
+    purpose_code,
+    town_code,
+    grid_code,
+    hotline_work_order_no,
+    grid_event_id,
+    event_count,
+    batch_id,
+    last_loaded_at
+from {{ source('online', 'online_petitions') }}
