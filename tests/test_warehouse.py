@@ -265,7 +265,11 @@ def test_docs_generate_offline(warehouse):
     result = _ok(run_dbt(warehouse["url"], "docs", "generate", target=target))
     catalog = json.loads((target / "catalog.json").read_text(encoding="utf-8"))
     assert "model.xinfang.fct_cases" in catalog["nodes"], result.stdout[-2000:]
-    assert (target / "index.html").stat().st_size > 100_000
+    html = (target / "index.html").read_text(encoding="utf-8")
+    assert len(html) > 100_000
+    # A single-file site: no script, style sheet, image or font fetched from elsewhere.
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=\"https?://", html)
+    assert not re.search(r"url\(\s*['\"]?https?://", html)
 
 
 # --- every rule's unit test fails when the rule is broken ----------------------------------------
@@ -316,6 +320,18 @@ MUTATIONS = [
         "lag(first_reply_at) over same_matter > registered_at",
         "true",
         "duplicate_registration_folds_into_first",
+    ),
+    (
+        "models/marts/core/dim_staff.sql",
+        "seen.seen_from <= periods.valid_from",
+        "seen.seen_from < periods.valid_from",
+        "dim_staff_keeps_type2_history_of_posting_and_full_time",
+    ),
+    (
+        "models/marts/reporting/rpt_warning_ledger.sql",
+        "order by level_rank desc",
+        "order by level_rank asc",
+        "warning_levels_follow_the_seed_thresholds",
     ),
 ]
 

@@ -1,12 +1,14 @@
 {#- Rates of the petition indicators from their counts (int_indicators__petitions),
-    as numeric(7,4) shares; `t` is the alias of the counts relation. -#}
+    as numeric(7,4) shares; `t` is the alias of the counts relation. The
+    一次性化解 rate counts only first petitions whose verdict is no longer
+    pending (see int_petitions__judged). -#}
 {% macro indicator_rates(t) -%}
     cast(round(cast({{ t }}.online_petitions as numeric) / nullif({{ t }}.petitions_received, 0), 4) as numeric(7, 4))
         as online_share,
     cast(round(cast({{ t }}.repeat_petitions as numeric) / nullif({{ t }}.petitions_received, 0), 4) as numeric(7, 4))
         as repeat_share,
     cast(round(
-        cast({{ t }}.first_petitions_resolved as numeric) / nullif({{ t }}.first_petitions, 0), 4
+        cast({{ t }}.first_petitions_resolved as numeric) / nullif({{ t }}.first_petitions_judged, 0), 4
     ) as numeric(7, 4)) as first_handling_resolution_rate,
     cast(round(
         cast({{ t }}.petitions_satisfied as numeric) / nullif({{ t }}.petitions_rated, 0), 4

@@ -50,6 +50,7 @@ select
     events.reported_date as accepted_date,
     events.reported_date + sla.limit_days as due_date,
     events.resolved_at as closed_at,
+    events.resolved_at as settled_at,
     resolved_day.workday_number - reported_day.workday_number as working_days_to_close,
     sla.day_basis as sla_day_basis,
     sla.limit_days as sla_limit_days,

@@ -69,6 +69,7 @@ select
     work_orders.received_date as accepted_date,
     due_day.date_day as due_date,
     work_orders.closed_at,
+    work_orders.closed_at as settled_at,
     closed_day.workday_number - received_day.workday_number as working_days_to_close,
     sla.day_basis as sla_day_basis,
     sla.limit_days as sla_limit_days,

@@ -4,6 +4,11 @@
         unique_key='work_order_no',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        indexes=[
+            {'columns': ['work_order_no'], 'unique': true},
+            {'columns': ['batch_id']},
+            {'columns': ['caller_key']},
+        ],
     )
 }}
 -- The latest version of each work order. Incremental: a run reads only the

@@ -51,6 +51,7 @@ select
     count(*) filter (where is_repeat and repeat_of_callback_result = '不满意')
         as repeats_after_unsatisfied_handling,
     count(*) filter (where is_first_petition) as first_petitions,
+    count(*) filter (where is_resolved_at_first_handling is not null) as first_petitions_judged,
     count(*) filter (where is_resolved_at_first_handling) as first_petitions_resolved,
     count(*) filter (where is_satisfied is not null) as petitions_rated,
     count(*) filter (where is_satisfied) as petitions_satisfied,

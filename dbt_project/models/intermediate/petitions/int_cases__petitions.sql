@@ -43,6 +43,7 @@ petitions as (
         handling.review_answered_at,
         handling.rereview_requested_at,
         handling.rereview_answered_at,
+        handling.settled_at,
         handling.is_escalated,
         handling.is_extended,
         handling.transfer_count,
@@ -95,6 +96,7 @@ select
             + case when petitions.is_extended then sla.extension_days else 0 end
     end as due_date,
     petitions.closed_at,
+    petitions.settled_at,
     closed_day.workday_number - received_day.workday_number as working_days_to_close,
     sla.day_basis as sla_day_basis,
     sla.limit_days as sla_limit_days,

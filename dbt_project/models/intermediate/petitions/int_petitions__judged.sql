@@ -7,12 +7,17 @@
 --   resolved at first handling (一次性化解): a first petition that was
 --     answered, whose last call-back rating is 满意 or 基本满意, with no
 --     复查/复核 request and no repeat registered within
---     `first_handling_followup_days` after the first reply.
+--     `first_handling_followup_days` after the first reply. The verdict is
+--     pending (null) until that window has passed by the data's as-of date
+--     (the newest handling event), and for an unanswered petition until the
+--     same number of days after registration, so a published rate never
+--     counts a matter whose outcome is still open.
 with matters as (
 
     select
         petitions.*,
         handling.first_reply_at,
+        handling.not_accepted_at,
         handling.last_rating,
         handling.review_requested_at,
         handling.rereview_requested_at
@@ -54,7 +59,11 @@ judged as (
             <= {{ policy_value('repeat_window_days') }},
             false
         ) as is_repeat,
-        interval '1 day' * {{ policy_value('first_handling_followup_days') }} as followup
+        interval '1 day' * {{ policy_value('first_handling_followup_days') }} as followup,
+        coalesce(
+            (select max(handled.last_event_at) from {{ ref('int_petitions__handling') }} as handled),
+            cast('infinity' as timestamp)
+        ) as as_of
     from neighbours
 
 )
@@ -66,7 +75,10 @@ select
     not is_repeat as is_first_petition,
     registrations_so_far as person_matter_sequence,
     case
-        when not is_repeat then
+        when is_repeat then null
+        when first_reply_at is not null and first_reply_at + followup > as_of then null
+        when first_reply_at is null and not_accepted_at is null and registered_at + followup > as_of then null
+        else
             first_reply_at is not null
             and coalesce(last_rating in ('满意', '基本满意'), false)
             and not coalesce(review_requested_at <= first_reply_at + followup, false)

@@ -2,6 +2,8 @@
 -- receiving office), 转送 (one unit passes it to another) and 退回 (the unit
 -- disputes the assignment and hands it back). A bounce is a 退回; a
 -- ping-pong is a hand-over to a unit that already held the matter before.
+-- An assignment is handed back when its unit later returns the matter (退回):
+-- that unit never accepted it, so it is not the first handling unit (首办).
 with handovers as (
 
     select
@@ -13,6 +15,18 @@ with handovers as (
         unit_code as to_unit_code
     from {{ ref('stg_online__petition_events') }}
     where event_type in ('交办', '转送', '退回')
+
+),
+
+hand_backs as (
+
+    select
+        petition_no,
+        from_unit_code as unit_code,
+        max(seq) as last_hand_back_seq
+    from handovers
+    where transfer_type = '退回'
+    group by petition_no, from_unit_code
 
 ),
 
@@ -44,5 +58,11 @@ select
     ordered.transfer_type = '退回' as is_bounce,
     ordered.transfer_type = '交办' and coalesce(ordered.previous_transfer_type = '退回', false)
         as is_reassignment_after_bounce,
-    ordered.transfer_type <> '退回' and ordered.earlier_to_same_unit > 0 as is_ping_pong
+    ordered.transfer_type <> '退回' and ordered.earlier_to_same_unit > 0 as is_ping_pong,
+    ordered.transfer_type = '交办' and coalesce(hand_backs.last_hand_back_seq > ordered.seq, false)
+        as is_handed_back
 from ordered
+left join hand_backs
+    on
+        ordered.petition_no = hand_backs.petition_no
+        and ordered.to_unit_code = hand_backs.unit_code

@@ -4,12 +4,18 @@
         unique_key='case_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        indexes=[
+            {'columns': ['matter_source', 'source_batch_id']},
+            {'columns': ['work_order_no']},
+            {'columns': ['received_month']},
+        ],
         post_hook=[
             "{{ delete_absorbed_cases() }}",
         ],
     )
 }}
 -- depends_on: {{ ref('stg_online__petitions') }}
+-- depends_on: {{ ref('int_hotline__work_orders') }}
 -- One row per matter, whatever system it came through: petitions of every
 -- channel (duplicate registrations folded in, linked hotline orders and grid
 -- events absorbed), 12345 work orders that stayed with the hotline, and grid
@@ -30,11 +36,25 @@ with cases as (
     union all
     select * from {{ ref('int_cases__hotline') }}
     {% if is_incremental() %}
-        where source_batch_id > (
-            select coalesce(max(held.source_batch_id), 0)
-            from {{ this }} as held
-            where held.matter_source = 'hotline'
-        )
+        -- New versions of work orders, and orders whose caller has since
+        -- petitioned with the same phone (their person key changes).
+        where
+            source_batch_id > (
+                select coalesce(max(held.source_batch_id), 0)
+                from {{ this }} as held
+                where held.matter_source = 'hotline'
+            )
+            or work_order_no in (
+                select orders.work_order_no
+                from {{ ref('int_hotline__work_orders') }} as orders
+                inner join {{ ref('stg_online__petitions') }} as petitions
+                    on orders.caller_key = petitions.petitioner_phone_key
+                where petitions.batch_id > (
+                    select coalesce(max(held.source_batch_id), 0)
+                    from {{ this }} as held
+                    where held.matter_source = 'petition'
+                )
+            )
     {% endif %}
 
 )
@@ -73,6 +93,7 @@ select
     cases.due_date,
     cases.closed_at,
     cast(cases.closed_at as date) as closed_date,
+    cases.settled_at,
     cast(cases.working_days_to_close as integer) as working_days_to_close,
     cases.sla_day_basis,
     cast(cases.sla_limit_days as integer) as sla_limit_days,
@@ -99,7 +120,7 @@ select
     cases.bounce_count,
     cases.source_batch_id
 from cases
-inner join {{ ref('channels') }} as channels
+left join {{ ref('channels') }} as channels
     on cases.channel = channels.channel
 left join {{ ref('dim_category') }} as category
     on cases.category_code = category.category_code

@@ -6,12 +6,11 @@
 -- dispatched to the unit.
 with months as (
 
-    select distinct month_start
-    from {{ ref('dim_date') }}
-    where
-        month_start between
-        (select min(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
-        and (select max(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
+    select
+        month_start,
+        month_end,
+        as_of_date
+    from {{ ref('dim_month') }}
 
 ),
 
@@ -20,7 +19,9 @@ grid as (
     select
         departments.department_code,
         months.month_start,
-        cast(months.month_start + interval '1 month' - interval '1 day' as date) as month_end
+        months.month_end,
+        -- Judgements "as at month end" never look past the data's own as-of date.
+        least(months.month_end, months.as_of_date) as judged_on
     from {{ ref('dim_department') }} as departments
     cross join months
 
@@ -64,7 +65,8 @@ closed as (
 
 fell_due as (
 
-    -- Matters whose due date fell in the month and that were not closed by it.
+    -- Matters whose due date fell in the month, has passed by the data's
+    -- as-of date, and that were not closed by it.
     select
         first_handling_unit_code as department_code,
         cast(date_trunc('month', due_date) as date) as month_start,
@@ -72,7 +74,9 @@ fell_due as (
             where closed_at is null or cast(closed_at as date) > due_date
         ) as overdue
     from cases
-    where first_handling_unit_code is not null and due_date is not null
+    where
+        first_handling_unit_code is not null
+        and due_date < (select max(spine.as_of_date) from months as spine)
     group by first_handling_unit_code, cast(date_trunc('month', due_date) as date)
 
 ),
@@ -101,9 +105,9 @@ open_overdue as (
     inner join cases
         on
             grid.department_code = cases.first_handling_unit_code
-            and grid.month_end >= cases.received_date
-            and grid.month_end > cases.due_date
-            and (cases.closed_at is null or cast(cases.closed_at as date) > grid.month_end)
+            and grid.judged_on >= cases.received_date
+            and grid.judged_on > cases.due_date
+            and (cases.closed_at is null or cast(cases.closed_at as date) > grid.judged_on)
     group by grid.department_code, grid.month_start
 
 ),
@@ -111,13 +115,14 @@ open_overdue as (
 hotline as (
 
     -- 三率 of the work orders received in the month. Response: the order did
-    -- not run past its limit (closed in time, or still within it at month end).
+    -- not run past its limit (closed in time, or still within it at month end,
+    -- or at the data's as-of date for the current month).
     select
         grid.department_code,
         grid.month_start,
         count(*) as work_orders,
         count(*) filter (
-            where cases.is_on_time or (cases.closed_at is null and cases.due_date >= grid.month_end)
+            where cases.is_on_time or (cases.closed_at is null and cases.due_date >= grid.judged_on)
         ) as work_orders_responded,
         count(*) filter (where cases.status = '已办结') as work_orders_resolved,
         count(*) filter (where cases.callback_result in ('满意', '基本满意', '不满意')) as work_orders_rated,

@@ -4,12 +4,7 @@
 -- are sums of their towns (dim_region gives the tree).
 with months as (
 
-    select distinct month_start
-    from {{ ref('dim_date') }}
-    where
-        month_start between
-        (select min(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
-        and (select max(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
+    select month_start from {{ ref('dim_month') }}
 
 ),
 

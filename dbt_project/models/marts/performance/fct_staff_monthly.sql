@@ -33,7 +33,7 @@ per_staff as (
             where handled.event_type = '答复' and cases.is_satisfied
         ) as matters_answered_satisfied,
         count(distinct handled.case_id) filter (
-            where handled.event_type = '答复' and cases.is_first_petition
+            where handled.event_type = '答复' and cases.is_resolved_at_first_handling is not null
         ) as first_petitions_answered,
         count(distinct handled.case_id) filter (
             where handled.event_type = '答复' and cases.is_resolved_at_first_handling

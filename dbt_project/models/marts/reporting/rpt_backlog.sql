@@ -1,6 +1,7 @@
--- The backlog (积案) at the end of every month: petitions still unanswered
--- `backlog_min_age_days` or more after registration, oldest first, with the
--- unit responsible and their warning level (the "百日清零" clearance list).
+-- The backlog (积案) at the end of every month: petitions still unresolved
+-- (unanswered, or a 复查/复核 pending) `backlog_min_age_days` or more after
+-- acceptance, oldest first, with the unit responsible and their warning
+-- level (the "百日清零" clearance list).
 select
     month_start,
     month_end,

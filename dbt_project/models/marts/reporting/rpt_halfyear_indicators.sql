@@ -33,6 +33,7 @@ select
     current_half.online_petitions,
     current_half.repeat_petitions,
     current_half.first_petitions,
+    current_half.first_petitions_judged,
     current_half.first_petitions_resolved,
     current_half.petitions_rated,
     current_half.petitions_satisfied,

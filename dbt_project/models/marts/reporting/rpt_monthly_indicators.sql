@@ -23,6 +23,7 @@ select
     current_month.online_petitions,
     current_month.repeat_petitions,
     current_month.first_petitions,
+    current_month.first_petitions_judged,
     current_month.first_petitions_resolved,
     current_month.petitions_rated,
     current_month.petitions_satisfied,

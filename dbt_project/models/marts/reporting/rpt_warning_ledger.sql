@@ -1,19 +1,18 @@
--- The 红黄蓝 three-level ledger: at the end of every month, each petition or
--- grid dispute still unresolved, with the level it warrants under the
--- warning_levels seed. A matter takes the highest level any of whose
--- conditions it meets: people involved, repeats of the same person and
+-- The 红黄蓝 three-level ledger: at the end of every month (or the data's
+-- as-of date for the month in progress), each petition or grid dispute still
+-- unresolved, with the level it warrants under the warning_levels seed. A
+-- petition is resolved once answered and any 复查/复核 asked for is answered
+-- too; age counts from acceptance. A matter takes the highest level any of
+-- whose conditions it meets: people involved, repeats of the same person and
 -- matter within the level's window, age, or (red) a 越级 petition. 12345
 -- work orders are service requests, not disputes, and are not in the ledger.
 with month_ends as (
 
-    select distinct
+    -- Each month end, or the data's as-of date for the month in progress.
+    select
         month_start,
-        cast(month_start + interval '1 month' - interval '1 day' as date) as month_end
-    from {{ ref('dim_date') }}
-    where
-        month_start between
-        (select min(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
-        and (select max(all_cases.received_month) from {{ ref('fct_cases') }} as all_cases)
+        least(month_end, as_of_date) as month_end
+    from {{ ref('dim_month') }}
 
 ),
 
@@ -31,12 +30,12 @@ open_at_month_end as (
         month_ends.month_start,
         month_ends.month_end,
         matters.*,
-        month_ends.month_end - matters.received_date as age_days
+        month_ends.month_end - coalesce(matters.accepted_date, matters.received_date) as age_days
     from month_ends
     inner join matters
         on
             month_ends.month_end >= matters.received_date
-            and (matters.closed_at is null or cast(matters.closed_at as date) > month_ends.month_end)
+            and (matters.settled_at is null or cast(matters.settled_at as date) > month_ends.month_end)
 
 ),
 
