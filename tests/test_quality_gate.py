@@ -102,6 +102,14 @@ def _build(conn: psycopg.Connection) -> None:
             received_at timestamp NOT NULL, received_date date NOT NULL, received_month date NOT NULL,
             closed_date date, working_days_to_close integer, is_on_time boolean, person_key text
         );
+        CREATE TABLE reference.channels (channel text PRIMARY KEY);
+        INSERT INTO reference.channels
+        VALUES ('网上信访'), ('12345转办'), ('来信'), ('来访'), ('网格上报'), ('12345热线'), ('网格排查');
+        CREATE TABLE marts.fct_case_events (
+            case_id text NOT NULL, event_number integer NOT NULL, event_source text NOT NULL,
+            source_record_id text NOT NULL, source_seq integer NOT NULL, event_type text NOT NULL,
+            event_at timestamp NOT NULL, previous_event_at timestamp
+        );
         """
     )
     for code, name in CATEGORIES:
@@ -307,6 +315,11 @@ def _build(conn: psycopg.Connection) -> None:
                         f"person-{petition}",
                     ),
                 )
+    # The timeline mart: one registration event per matter.
+    conn.execute(
+        """INSERT INTO marts.fct_case_events
+           SELECT case_id, 1, 'petition', case_id, 1, '登记', received_at, NULL FROM marts.fct_cases"""
+    )
 
 
 @pytest.fixture(scope="module")
@@ -388,6 +401,7 @@ def test_shipped_suites_pass_on_good_data_with_every_check_run(warehouse, tmp_pa
         "raw_online_petition_events",
         "raw_grid_screening_events",
         "ops_load_batches",
+        "fct_case_events",
         "fct_cases",
     }
     # Five months of history: volume and distribution checks ran, none was skipped.
@@ -780,14 +794,14 @@ def test_suite_on_a_missing_table_fails_the_gate_with_the_reason(warehouse, tmp_
     suites = _suite_file(
         tmp_path,
         {
-            "name": "fct_case_events",
-            "meta": {"table": "marts.fct_case_events", "period_column": "event_month"},
+            "name": "fct_case_notes",
+            "meta": {"table": "marts.fct_case_notes", "period_column": "event_month"},
             "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}],
         },
     )
     _, error = _gate(warehouse, tmp_path / "out", expectations=suites)
-    assert "fct_case_events check #0 suite_could_not_run" in str(error)
-    assert "relation marts.fct_case_events does not exist" in str(error)
+    assert "fct_case_notes check #0 suite_could_not_run" in str(error)
+    assert "relation marts.fct_case_notes does not exist" in str(error)
 
 
 def test_a_check_that_cannot_run_fails_and_others_still_run(warehouse, tmp_path):
@@ -876,7 +890,7 @@ def test_gate_task_passes_then_blocks_publication_when_the_data_breaks(warehouse
     monkeypatch.setenv("XINFANG_DATABASE_URL", warehouse)
     run = datetime(2025, 7, 2, 8, 0, tzinfo=BUREAU_TZ)  # the report run for June
     summary = tasks.quality_gate(run)
-    assert summary["period"] == "2025-06" and summary["suites"] == 6
+    assert summary["period"] == "2025-06" and summary["suites"] == 7
     assert Path(summary["report"]).is_file()
     assert json.loads(Path(summary["summary"]).with_suffix(".json").read_text(encoding="utf-8"))["load"] == {
         "source_rows": 121,

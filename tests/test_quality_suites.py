@@ -47,6 +47,7 @@ def test_shipped_suites_cover_raw_ledger_and_mart_layers_in_order():
         "raw.online_petition_events",
         "raw.online_petitions",
         "ops.load_batches",
+        "marts.fct_case_events",
         "marts.fct_cases",
     ]
     kinds = {s.table: {c.kind for c in s.checks} for s in suites}
