@@ -181,6 +181,13 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_risk_tag_eval(args: argparse.Namespace) -> int:
+    """Train the category tagger on labelled data and print accuracy, macro-F1 and per-label figures."""
+    from xinfang.risk import tag_eval
+
+    return tag_eval.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xinfang", description="xinfang-dw: petition data warehouse")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -248,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db-url", help="print the warehouse URL (starts the embedded server if needed)")
     p.set_defaults(func=cmd_db_url)
+
+    risk = sub.add_parser("risk", help="risk analysis").add_subparsers(dest="risk", required=True)
+    p = risk.add_parser(
+        "tag-eval",
+        help="train the category tagger on labelled data and measure it on other data",
+        description="Train the free-text category tagger and print accuracy, macro-F1 and a per-label table.",
+    )
+    from xinfang.risk.tag_eval import add_arguments as add_tag_eval_arguments
+
+    add_tag_eval_arguments(p)
+    p.set_defaults(func=cmd_risk_tag_eval)
     return parser
 
 
