@@ -228,7 +228,8 @@ def test_bad_accounts_are_quarantined_with_page_row_field_and_reason(conn: psyco
     ("damage", "field", "reason"),
     [
         (lambda r: r.update(rybh=""), "rybh", "missing value"),
-        (lambda r: r.update(rybh="张三"), "rybh", "malformed staff code '张三'"),
+        # A name where the code belongs is personal data: the reason must not repeat it.
+        (lambda r: r.update(rybh="张三"), "rybh", "malformed staff code (value withheld)"),
         (lambda r: r.update(rylb="临时工"), "rylb", "unknown staff kind '临时工'"),
         (lambda r: r.update(rzrq="2025-02-30"), "rzrq", "impossible date '2025-02-30'"),
         (lambda r: r.update(rzrq="20250201"), "rzrq", "unreadable date '20250201'"),
@@ -477,7 +478,7 @@ def test_handler_codes_load_with_the_events_and_a_malformed_one_is_quarantined(
     )
     assert conn.execute(
         "SELECT field, reason FROM ops.quarantine WHERE batch_id = %s", (result.batch_id,)
-    ).fetchone() == ("blgc[0].jbr", "malformed handler code '王经办'")
+    ).fetchone() == ("blgc[0].jbr", "malformed handler code (value withheld)")
 
 
 # --- the world's roster through the DAG's tasks --------------------------------------------------

@@ -127,3 +127,33 @@ def test_scrub_text_hides_the_records_own_name_and_address_and_15_digit_ids():
     assert "王建国" not in scrubbed and "王*国" in scrubbed
     assert "人民路12号" not in scrubbed
     assert "110105490101002" not in scrubbed and "110105*****1002" in scrubbed
+
+
+def test_quarantine_reasons_never_carry_a_phone_or_id_number() -> None:
+    """A value in the wrong field can be personal data; reasons go to ops.quarantine and the logs."""
+    from xinfang.ingest.batches import RowError
+
+    error = RowError("dwbm", "unknown unit code '13812345678' (or 110105199001010021?)")
+    assert "13812345678" not in error.reason and "110105199001010021" not in error.reason
+    assert "138****5678" in error.reason and error.field == "dwbm"
+
+
+def test_handler_and_staff_code_reasons_withhold_the_value() -> None:
+    """Platforms often send the handler's name where an account code belongs."""
+    from xinfang.ingest import online
+    from xinfang.ingest.batches import RowError
+
+    with pytest.raises(RowError) as caught:
+        online._events(
+            {"blgc": [{"xh": 1, "lx": "交办", "sj": "2025-06-02T10:00:00+08:00", "jbr": "张三明", "bz": ""}]},
+            "XF3699002025060200001",
+        )
+    assert "张三明" not in caught.value.reason and caught.value.field.endswith("jbr")
+
+
+def test_quality_errors_hide_quoted_values_but_keep_relation_names() -> None:
+    from xinfang.quality.gates import _short
+
+    text = _short('invalid input syntax for type integer: "张三明 13812345678" in relation "marts.fct_cases"')
+    assert "张三明" not in text and "13812345678" not in text
+    assert '"marts.fct_cases"' in text

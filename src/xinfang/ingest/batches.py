@@ -7,15 +7,15 @@ ledger row, so a failure leaves nothing behind and a retry starts clean.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib import resources
-from pathlib import Path
 
 import psycopg
+
+from xinfang import pii
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ class RowError(Exception):
     """One record cannot be taken: the field at fault and a reason free of personal data."""
 
     def __init__(self, field: str, reason: str):
+        # Reasons often quote the offending value. A value in the wrong field can be
+        # personal data (a phone or ID number where a code belongs), and reasons go to
+        # ops.quarantine and the logs: phone- and ID-shaped digit runs are masked here,
+        # once for every loader.
+        reason = pii.scrub_text(reason)
         super().__init__(reason)
         self.field = field
         self.reason = reason
@@ -68,14 +73,6 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         # Serialise concurrent first runs: CREATE ... IF NOT EXISTS still races in PostgreSQL.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('xinfang.ingest.ddl'))")
         conn.execute(ddl)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def already_loaded(conn: psycopg.Connection, source: str, sha256: str) -> int | None:

@@ -18,6 +18,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 
 import psycopg
@@ -190,21 +191,52 @@ def copy_in_background(
             while not drained and handoff.get() is not None:
                 pass
 
-    # The producer holds the GIL almost all the time; with the default 5 ms switch
-    # interval the writer would wait that long each time its socket becomes
-    # writable again, and the server would sit idle. Restored afterwards.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0005))
     thread = threading.Thread(target=writer, name="hotline-copy", daemon=True)
-    thread.start()
-    try:
-        for chunk in chunks:
+    with _fast_thread_switching():
+        thread.start()
+        try:
+            for chunk in chunks:
+                if failures:
+                    break
+                handoff.put(chunk)
+        except Exception as exc:
+            # The server's error, if the writer had one, is the cause worth reporting.
             if failures:
-                break
-            handoff.put(chunk)
-    finally:
-        handoff.put(None)
-        thread.join()
-        sys.setswitchinterval(interval)
+                failures[0].add_note(f"the file's reader then failed too: {type(exc).__name__}")
+                raise failures[0] from None
+            raise
+        finally:
+            handoff.put(None)
+            thread.join()
     if failures:
         raise failures[0]
+
+
+_switching_lock = threading.Lock()
+_switching_users = 0
+_switching_saved = 0.005
+
+
+@contextmanager
+def _fast_thread_switching() -> Iterator[None]:
+    """Shorten the interpreter's thread switch interval while any load's writer runs.
+
+    The producer holds the GIL almost all the time; with the default 5 ms
+    interval the writer would wait that long each time its socket becomes
+    writable again, and the server would sit idle. The setting is process-wide,
+    so concurrent loads in one process share it: the first sets it, the last
+    restores it.
+    """
+    global _switching_users, _switching_saved
+    with _switching_lock:
+        if _switching_users == 0:
+            _switching_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching_saved, 0.0005))
+        _switching_users += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching_users -= 1
+            if _switching_users == 0:
+                sys.setswitchinterval(_switching_saved)

@@ -436,7 +436,8 @@ def _events(record: Mapping[str, Any], number: str) -> list[tuple[Any, ...]]:
         # The handler account (经办人) is optional: units outside the platform's accounts have none.
         handler = _text(event, "jbr", f"{where}.jbr", required=False)
         if handler is not None and not STAFF_CODE.match(handler):
-            raise RowError(f"{where}.jbr", f"malformed handler code {handler!r}")
+            # Platforms often put the handler's name here instead of an account code.
+            raise RowError(f"{where}.jbr", "malformed handler code (value withheld)")
         rows.append((number, seq, kind, at, unit, from_unit, rating, pii.scrub_text(note), handler))
     return rows
 

@@ -217,11 +217,13 @@ def validate(record: Any, *, pii_key: bytes, units: Units) -> Checked:
     code = _text(record, "rybh", "rybh")
     assert code is not None
     if not STAFF_CODE.match(code):
-        raise RowError("rybh", f"malformed staff code {code!r}")
+        raise RowError("rybh", "malformed staff code (value withheld)")
     # Personal values never appear in reasons: only what is wrong with them.
     name = _text(record, "xm", "xm")
     assert name is not None
     name = name.strip()
+    if not name:
+        raise RowError("xm", "empty name")
     phone = _text(record, "lxdh", "lxdh")
     assert phone is not None
     phone = pii.normalise_phone(phone)

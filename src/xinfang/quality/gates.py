@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from typing import Any
 
 import psycopg
 
-from xinfang import db
+from xinfang import db, pii
 from xinfang.config import BUREAU_TZ
 from xinfang.quality import privacy
 from xinfang.quality.period import Period, add_months, sql_date, sql_instant, sql_local_timestamp
@@ -509,8 +510,25 @@ def _gx_error(info: Any) -> str | None:
 
 
 def _short(exc: Any) -> str:
+    """An error message fit for the summary, the HTML report and the logs.
+
+    Database errors quote the offending value ('invalid input syntax ... "13812345678"'),
+    which may be personal data: quoted literals are replaced and phone- and ID-shaped
+    digit runs masked, so only the kind of error and where it happened remain.
+    """
     text = " ".join(str(exc).split())
-    return text[:500]
+    text = _QUOTED.sub(_hide_value, text)
+    return pii.scrub_text(text)[:500]
+
+
+# A quoted stretch of an error message: kept when it names a relation or column, else hidden.
+_QUOTED = re.compile(r"""(["'])(.*?)\1""")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,62}")
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    quote, inner = match.group(1), match.group(2)
+    return match.group(0) if _IDENTIFIER.fullmatch(inner) else f"{quote}…{quote}"
 
 
 def run_suite(
