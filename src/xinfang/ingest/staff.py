@@ -49,7 +49,19 @@ from xinfang import pii
 from xinfang.config import BUREAU_TZ, get_settings
 from xinfang.ingest import batches, online, watermarks
 from xinfang.ingest.batches import BatchResult, Rejection, RowError
-from xinfang.ingest.online import STAFF_CODE, Page, PlatformError, RetryPolicy
+
+# The windowed-API helpers the petition loader already has: the same text check,
+# time normalisation, COPY into staging and position-in-window bookkeeping.
+from xinfang.ingest.online import (
+    STAFF_CODE,
+    Page,
+    PlatformError,
+    RetryPolicy,
+    _aware,
+    _copy,
+    _Position,
+    _text,
+)
 from xinfang.sim.records import POSTING_KINDS, STAFF_KINDS
 
 log = logging.getLogger(__name__)
@@ -109,17 +121,6 @@ def reference_units() -> Units:
 
 
 # --- validation and pseudonymisation -------------------------------------------------------------
-
-
-def _text(record: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
-    value = record.get(key)
-    if value is None or value == "":
-        if required:
-            raise RowError(where, "missing value")
-        return None
-    if not isinstance(value, str):
-        raise RowError(where, f"expected text, got {type(value).__name__}")
-    return value
 
 
 def _date(record: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> date | None:
@@ -296,13 +297,6 @@ def ensure_schema(conn: psycopg.Connection) -> None:
         conn.execute(ddl)
 
 
-@dataclass(frozen=True)
-class _Position:
-    window_row: int  # 1-based position in the whole window: ops.quarantine.row_number
-    page: int
-    page_row: int
-
-
 def _check_all(
     pages: list[Page], pii_key: bytes
 ) -> tuple[dict[str, tuple[_Position, Checked]], list[tuple[_Position, Rejection]]]:
@@ -338,12 +332,6 @@ def _check_all(
             good[checked.code] = (at, checked)
     rejected.sort(key=lambda r: r[0].window_row)
     return good, rejected
-
-
-def _copy(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row(row)
 
 
 _STAGING = (
@@ -654,7 +642,3 @@ def load_window(
         quarantined_rows=len(rejections),
         notes=[note],
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=BUREAU_TZ)
