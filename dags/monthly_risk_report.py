@@ -1,9 +1,14 @@
 """Airflow DAG `monthly_risk_report`: audit, then publish the month's report and extract.
 
 At 08:00 on the 2nd of each month, for the previous month: the Great
-Expectations gate runs first; only when it passes is the 月度风险预警报告
-rendered and mailed (once per revision and recipient, through the delivery
-ledger) and the provincial extract built and delivered.
+Expectations gate runs first; only when it passes does the risk model run
+(forecasts, hotspots, tagging, 红黄蓝 warnings and last month's follow-up),
+the 月度风险预警报告 get rendered (the full report and one edition per
+department concerned, archived by month and revision) and mailed (leaders the
+full report, each department its edition; once per revision and recipient,
+through the delivery ledger), and the provincial extract built and delivered.
+A failed mail task names every undelivered recipient; `xinfang report resend`
+sends again by hand.
 """
 
 from airflow.sdk import dag, task
@@ -30,13 +35,19 @@ def monthly_risk_report():
         return tasks.quality_gate(logical_date)
 
     @task
-    def render_report(logical_date=None) -> dict:
+    def risk_model(logical_date=None) -> dict:
+        from xinfang.orchestration import tasks
+
+        return tasks.run_risk_model(logical_date)
+
+    @task
+    def render_report(logical_date=None) -> list:
         from xinfang.orchestration import tasks
 
         return tasks.publish_report(logical_date)
 
     @task
-    def mail_report(published: dict) -> dict:
+    def mail_report(published: list) -> dict:
         from xinfang.orchestration import tasks
 
         return tasks.distribute_report(published)
@@ -54,9 +65,11 @@ def monthly_risk_report():
         return tasks.deliver_province_extract(built)
 
     gate = quality_gate()
+    model = risk_model()
     published = render_report()
     built = build_extract()
-    gate >> [published, built]
+    gate >> [model, built]
+    model >> published
     mail_report(published)
     deliver_extract(built)
 

@@ -11,11 +11,16 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+if TYPE_CHECKING:
+    from factories import RecordingHandler
 
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "")
 # Airflow reads its configuration when first imported: point it at a private
@@ -97,3 +102,19 @@ def workdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
     monkeypatch.setenv("XINFANG_DATA_DIR", str(data))
     monkeypatch.setenv("XINFANG_OUTPUT_DIR", str(output))
     return {"data": data, "output": output}
+
+
+@pytest.fixture()
+def smtp_server() -> Iterator[tuple[RecordingHandler, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, recording what it accepts."""
+    from aiosmtpd.controller import Controller
+    from factories import RecordingHandler, free_port
+
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

@@ -8,11 +8,17 @@ that every name, phone and address is unique to the run and easy to search for.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import email
+import email.policy
 import io
 import itertools
 import random
+import socket
 import uuid
+from collections import Counter
 from datetime import date, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 from xinfang.sim.hotline import HEADERS
@@ -110,3 +116,47 @@ def data_row_count(path: Path) -> int:
     """Data rows of a file counted independently of the loader (header excluded)."""
     text = path.read_bytes().decode(ENCODING, errors="replace")
     return sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1
+
+
+# --- SMTP ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+
+    def parsed(self) -> EmailMessage:
+        return email.message_from_bytes(self.content, policy=email.policy.default)
+
+
+class RecordingHandler:
+    """Accepts mail, except addresses in ``reject`` (550) and ``defer_once`` (451, first time only)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.reject: set[str] = set()
+        self.defer_once: set[str] = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.reject:
+            return "550 5.1.1 mailbox unavailable"
+        if address.lower() in self.defer_once:
+            self.defer_once.discard(address.lower())
+            return "451 4.3.0 temporary failure, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+    def count_by_recipient(self) -> Counter[str]:
+        return Counter(rcpt.lower() for m in self.messages for rcpt in m.rcpt_tos)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -94,3 +94,12 @@ def test_parsing_the_dags_never_runs_dbt(monkeypatch):
     assert bag.import_errors == {}
     assert set(bag.dags) == EXPECTED_DAGS
     assert calls == []
+
+
+def test_monthly_dag_gates_the_model_and_the_model_feeds_the_report(dagbag):
+    dag = dagbag.dags["monthly_risk_report"]
+    downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert downstream["quality_gate"] == {"risk_model", "build_extract"}
+    assert downstream["risk_model"] == {"render_report"}
+    assert downstream["render_report"] == {"mail_report"}
+    assert downstream["build_extract"] == {"deliver_extract"}

@@ -6,7 +6,7 @@ import dataclasses
 import email
 import email.policy
 import hashlib
-import socket
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +17,6 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from xinfang.config import Settings, get_settings
 from xinfang.db import connect
@@ -36,59 +35,6 @@ BODY = "各位领导：\n\n附件为2025年6月信访情况月报，请审阅。
 ATTACHMENT_NAME = "市信访局2025年6月信访情况月报.pdf"
 NO_WAIT = RetryPolicy(attempts=3, backoff_seconds=0, timeout_seconds=10)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclasses.dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-
-    def parsed(self) -> EmailMessage:
-        return email.message_from_bytes(self.content, policy=email.policy.default)
-
-
-class RecordingHandler:
-    """Accepts mail, except addresses in ``reject`` (550) and ``defer_once`` (451, first time only)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Received] = []
-        self.reject: set[str] = set()
-        self.defer_once: set[str] = set()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.lower() in self.reject:
-            return "550 5.1.1 mailbox unavailable"
-        if address.lower() in self.defer_once:
-            self.defer_once.discard(address.lower())
-            return "451 4.3.0 temporary failure, try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-    def count_by_recipient(self) -> Counter[str]:
-        return Counter(rcpt.lower() for m in self.messages for rcpt in m.rcpt_tos)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture()
-def smtp_server() -> Iterator[tuple[RecordingHandler, int]]:
-    handler = RecordingHandler()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture()
@@ -372,8 +318,11 @@ def test_project_recipients_file_is_valid() -> None:
     recipients = load_recipients(PROJECT_ROOT / "config" / "recipients.yml")
     assert recipients and all(r.email.endswith("example.gov.cn") for r in recipients)
     assert {r.role for r in recipients} == {"leader", "department"}
-    assert all(r.edition == "full" for r in recipients)
     assert all(r.department for r in recipients if r.role == "department")
+    # Leaders read the full report; departments named by code get their own edition.
+    assert all(r.edition == "full" for r in recipients if r.role == "leader")
+    editions = {r.department for r in recipients if r.edition == "department"}
+    assert editions and all(re.fullmatch(r"(SZ\d{2}|QX\d{6}|XZ\d{9})", code) for code in editions)
 
 
 @pytest.mark.parametrize(

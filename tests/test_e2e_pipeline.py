@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from email import policy
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from factories import RecordingHandler, free_port
 from psycopg.conninfo import conninfo_to_dict
 
 from xinfang.ingest.grid import with_dbname
@@ -86,10 +89,24 @@ def _query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
-def _pdf(demo) -> Path:
-    pdfs = sorted((demo["output"] / "reports" / MONTH).glob("*.pdf"))
-    assert len(pdfs) == 1, pdfs
-    return pdfs[0]
+def _pdf(demo, edition: str = "full", month: str = MONTH) -> Path:
+    """The latest revision of an edition, as the archive's revision index names it."""
+    folder = demo["output"] / "reports" / month
+    index = folder / ("revisions.json" if edition == "full" else f"revisions-{edition}.json")
+    latest = json.loads(index.read_text(encoding="utf-8"))[-1]
+    return folder / latest["file"]
+
+
+def _pct(value) -> str:
+    # Official figures round half up (0.9605 -> 96.1%); binary floats would not.
+    return f"{(Decimal(str(value)) * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}%"
+
+
+def _change(current: int, previous: int) -> str:
+    pct = (Decimal(current - previous) / Decimal(previous) * 100).quantize(
+        Decimal("0.1"), rounding=ROUND_HALF_UP
+    )
+    return "持平" if pct == 0 else f"{'上升' if pct > 0 else '下降'}{abs(pct)}%"
 
 
 def _pdf_text(path: Path) -> str:
@@ -97,6 +114,12 @@ def _pdf_text(path: Path) -> str:
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
     )
     # Lines wrap anywhere in Chinese text: compare without white space.
+    return re.sub(r"\s+", "", text.stdout)
+
+
+def _reading_text(path: Path) -> str:
+    """Reading order: a table cell's wrapped lines stay together (unlike -layout)."""
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True)
     return re.sub(r"\s+", "", text.stdout)
 
 
@@ -127,37 +150,90 @@ def test_network_guard_is_active_in_the_demo_processes(demo, tmp_path):
 
 def test_pdf_figures_equal_what_sql_returns(demo):
     text = _pdf_text(_pdf(demo))
-    received, prev, closed, closed_rate, on_time, satisfied = _query(
+    month = f"{MONTH}-01"
+    received, prev_month, prev_year, online, repeat, first, satisfied = _query(
         demo["url"],
         """
-        SELECT cases_received, prev_month_received, cases_closed, closed_rate, on_time_rate, satisfaction_rate
-        FROM marts.rpt_monthly_overview WHERE month_start = %s
+        SELECT petitions_received, petitions_received_prev_month, petitions_received_prev_year,
+               online_share, repeat_share, first_handling_resolution_rate, satisfaction_rate
+        FROM marts.rpt_monthly_indicators WHERE month_start = %s
         """,
-        (f"{MONTH}-01",),
+        (month,),
     )[0]
-    # The overview must itself agree with the case-level facts.
+    # The indicators must themselves agree with the case-level facts.
     assert (
         received
         == _query(
-            demo["url"], "SELECT count(*) FROM marts.fct_cases WHERE received_month = %s", (f"{MONTH}-01",)
+            demo["url"],
+            "SELECT count(*) FROM marts.fct_cases WHERE received_month = %s AND matter_source = 'petition'",
+            (month,),
         )[0][0]
     )
-    assert prev and prev > 0, "the demo loads the month before, so month-on-month change must be known"
-    change = (received - prev) / prev * 100
-    assert f"本月共受理群众诉求{received:,}件" in text
-    assert f"环比{'上升' if change > 0 else '下降'}{abs(change):.1f}%" in text
-    assert f"已办结{closed:,}件" in text
-    for rate in (closed_rate, on_time, satisfied):
-        # Official figures round half up (0.9605 -> 96.1%); binary floats would not.
-        percent = (Decimal(rate) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-        assert f"{percent}%" in text
-    top_district, top_count = _query(
+    assert prev_month and prev_year, "the demo imports history, so both comparisons must be known"
+    mom, yoy = _change(received, prev_month), _change(received, prev_year)
+    assert f"本月全市登记信访事项{received:,}件，环比{mom}、同比{yoy}" in text
+    for label, value in (("网上信访占比", online), ("重复信访率", repeat)):
+        assert f"{label}{_pct(value)}" in text, label
+    # June's first petitions are still inside the 90-day follow-up on 2025-06-30: the report gives the
+    # latest month whose first petitions are (nearly) all judged, never June's premature rate.
+    final_month, final_rate = _query(
         demo["url"],
-        """SELECT district_name, count(*) FROM marts.fct_cases WHERE received_month = %s
-           GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1""",
-        (f"{MONTH}-01",),
+        """SELECT month_start, first_handling_resolution_rate FROM marts.rpt_monthly_indicators
+           WHERE first_petitions > 0 AND first_petitions_judged >= 0.95 * first_petitions
+           ORDER BY month_start DESC LIMIT 1""",
     )[0]
-    assert f"{top_district}（{top_count:,}件）" in text
+    assert str(final_month) < month
+    assert (
+        f"一次性化解率以最近已满跟踪期的{final_month.year}年{final_month.month}月计为{_pct(final_rate)}"
+        in text
+    )
+    assert f"一次性化解率{_pct(first)}" not in text
+    assert f"群众满意率{_pct(satisfied)}" in text
+    [(hotline,)] = _query(
+        demo["url"],
+        "SELECT count(*) FROM marts.fct_cases WHERE received_month = %s AND matter_source = 'hotline'",
+        (month,),
+    )
+    assert f"12345热线工单{hotline:,}件" in text
+
+    warnings = _query(
+        demo["url"], "SELECT level, title FROM risk.alerts WHERE as_of_month = %s ORDER BY alert_no", (month,)
+    )
+    assert warnings, "the demo month holds a planted risk: the model must warn"
+    by_level = {lv: sum(1 for w in warnings if w[0] == lv) for lv in ("红", "黄", "蓝")}
+    assert (
+        f"风险预警{len(warnings)}条，其中红色预警{by_level['红']}条、黄色预警{by_level['黄']}条、蓝色预警{by_level['蓝']}条"
+        in text
+    )
+    for level, title in warnings:
+        assert f"【{level}色预警】" + re.sub(r"\s+", "", title) in text
+    red, yellow, blue = _query(
+        demo["url"],
+        """SELECT count(*) FILTER (WHERE warning_level = '红'), count(*) FILTER (WHERE warning_level = '黄'),
+                  count(*) FILTER (WHERE warning_level = '蓝')
+           FROM marts.rpt_warning_ledger WHERE month_start = %s""",
+        (month,),
+    )[0]
+    assert f"红色{red:,}件、黄色{yellow:,}件、蓝色{blue:,}件" in text
+    hotspots = _query(
+        demo["url"],
+        "SELECT subject FROM risk.hotspots WHERE as_of_month = %s ORDER BY rank",
+        (month,),
+    )
+    assert f"新兴聚集{len(hotspots)}处" in text
+    cells = _reading_text(_pdf(demo))
+    for (subject,) in hotspots:
+        assert subject in cells
+    series, mase, c80, c95 = _query(
+        demo["url"],
+        """SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY mase),
+                  sum(coverage80 * origins) / sum(origins), sum(coverage95 * origins) / sum(origins)
+           FROM risk.forecast_backtest WHERE as_of_month = %s""",
+        (month,),
+    )[0]
+    median = Decimal(str(mase)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert f"{series}个序列的平均绝对标度误差（MASE）中位数为{median}" in text
+    assert f"80%预测区间实际覆盖率{_pct(c80)}，95%预测区间实际覆盖率{_pct(c95)}" in text
 
 
 def test_pdf_embeds_cjk_fonts_and_has_no_missing_glyphs(demo):
@@ -171,24 +247,82 @@ def test_pdf_embeds_cjk_fonts_and_has_no_missing_glyphs(demo):
     assert "\ufffd" not in _pdf_text(_pdf(demo))
 
 
-def test_every_recipient_got_one_mail_with_the_pdf_and_the_ledger_says_so(demo):
+def test_every_recipient_got_one_mail_with_their_edition_and_the_ledger_says_so(demo):
     recipients = yaml.safe_load(Path("config/recipients.yml").read_text(encoding="utf-8"))["recipients"]
-    emls = sorted((demo["output"] / "outbox" / f"monthly_report-{MONTH}" / "r1").glob("*.eml"))
-    assert len(emls) == len(recipients)
-    pdf_sha = hashlib.sha256(_pdf(demo).read_bytes()).hexdigest()
-    for eml in emls:
+    outbox = demo["output"] / "outbox"
+    delivered = {}
+    for r in recipients:
+        edition = "full" if r.get("edition", "full") == "full" else r["department"]
+        key = f"monthly_report-{MONTH}" + ("" if edition == "full" else f"-{edition}")
+        eml = outbox / key / "r1" / f"{r['email'].lower().replace('@', '_at_')}.eml"
+        assert eml.exists(), (r["email"], key)
         message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
         assert "月度风险预警报告" in message["Subject"]
-        attachments = [p.get_content() for p in message.iter_attachments()]
-        assert [hashlib.sha256(a).hexdigest() for a in attachments] == [pdf_sha]
+        [attachment] = [p.get_content() for p in message.iter_attachments()]
+        assert (
+            hashlib.sha256(attachment).hexdigest()
+            == hashlib.sha256(_pdf(demo, edition).read_bytes()).hexdigest()
+        )
+        delivered[r["email"].lower()] = key
+    assert sum(1 for _ in outbox.glob(f"monthly_report-{MONTH}*/r1/*.eml")) == len(recipients)
     ledger = _query(
         demo["url"],
-        "SELECT recipient, status, sha256 FROM ops.delivery_ledger WHERE artifact_key = %s AND revision = 1",
-        (f"monthly_report-{MONTH}",),
+        "SELECT recipient, artifact_key, status FROM ops.delivery_ledger "
+        "WHERE artifact_key LIKE %s AND revision = 1",
+        (f"monthly_report-{MONTH}%",),
     )
-    assert sorted(r[0] for r in ledger) == sorted(r["email"].lower() for r in recipients)
-    assert {r[1] for r in ledger} == {"sent"}
-    assert {r[2] for r in ledger} == {pdf_sha}
+    assert {r[0]: r[1] for r in ledger} == delivered
+    assert {r[2] for r in ledger} == {"sent"}
+
+
+def test_department_editions_carry_only_their_own_warnings(demo):
+    month = f"{MONTH}-01"
+    rows = _query(
+        demo["url"],
+        "SELECT title, department_code, co_department_code FROM risk.alerts WHERE as_of_month = %s",
+        (month,),
+    )
+    editions = {
+        p.stem.removeprefix("revisions-")
+        for p in (demo["output"] / "reports" / MONTH).glob("revisions-*.json")
+    }
+    involved = {code for _, lead, co in rows for code in (lead, co) if code}
+    assert involved <= editions
+    for code in editions:
+        text = _pdf_text(_pdf(demo, code))
+        for title, lead, co in rows:
+            assert (flat_title := re.sub(r"\s+", "", title)) and (
+                (flat_title in text) == (code in (lead, co))
+            ), (
+                code,
+                title,
+            )
+        assert "热点聚集" not in text and "走势与预测" not in text
+
+
+def test_report_page_one_renders_to_png_for_the_record(demo):
+    out = demo["output"] / "reports" / MONTH / "preview"
+    out.mkdir(exist_ok=True)
+    for edition in ("full", "SZ03"):
+        prefix = out / f"page1-{edition}"
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                str(_pdf(demo, edition)),
+                str(prefix),
+            ],
+            check=True,
+        )
+        data = prefix.with_suffix(".png").read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5_000
 
 
 def test_extract_checksum_rows_and_no_personal_data(demo):
@@ -205,7 +339,12 @@ def test_extract_checksum_rows_and_no_personal_data(demo):
     assert len(delivered) == 1
     assert (delivered[0] / entry["name"]).read_bytes() == data
     text = data.decode("utf-8")
-    people = _query(demo["url"], "SELECT caller_name, caller_phone, address FROM restricted.hotline_callers")
+    people = _query(
+        demo["url"],
+        """SELECT caller_name, caller_phone, address FROM restricted.hotline_callers
+           WHERE batch_id IN (SELECT batch_id FROM ops.load_batches WHERE file_date >= %s)""",
+        (f"{MONTH}-01",),
+    )
     assert people
     leaks = [value for person in people for value in person if value in text]
     assert leaks == [], f"{len(leaks)} personal values found in the extract"
@@ -224,17 +363,23 @@ def test_all_three_sources_loaded_and_every_batch_reconciles(demo):
     for source, (batches, failed, unreconciled, loaded) in by_source.items():
         assert failed == 0 and unreconciled == 0, source
         assert batches > 0 and loaded > 0, source
-    # Two months of daily exports and API windows: one batch per day for each.
-    assert by_source["hotline"][0] == by_source["online_petitions"][0] == 61
+    # The history import (2023-01-01 to 2025-04-30) and two months of daily runs: one hotline file
+    # a day; the API and the grid system one batch per imported month, then one a day.
+    days = (date(2025, 6, 30) - date(2023, 1, 1)).days + 1
+    assert by_source["hotline"][0] == days
+    assert by_source["online_petitions"][0] == by_source["grid_events"][0] == 28 + 61
 
 
 def _personal_values(url: str) -> tuple[set[str], list[str]]:
     """Raw identifiers from the restricted schema: digit strings, and name/address samples."""
     digits: set[str] = set()
     texts: list[str] = []
+    # The people of the daily runs' window (May and June); the imported history went through the
+    # same loaders, and looking up its quarter of a million people would take the test's time.
+    daily = "batch_id IN (SELECT batch_id FROM ops.load_batches WHERE file_date >= '2025-05-01')"
     for sql in (
-        "SELECT caller_phone, NULL, caller_name, address FROM restricted.hotline_callers",
-        "SELECT phone, id_number, name, address FROM restricted.online_petitioners",
+        f"SELECT caller_phone, NULL, caller_name, address FROM restricted.hotline_callers WHERE {daily}",
+        f"SELECT phone, id_number, name, address FROM restricted.online_petitioners WHERE {daily}",
         "SELECT phone, NULL, name, NULL FROM restricted.grid_workers",
         "SELECT phone, NULL, name, NULL FROM restricted.online_staff",
     ):
@@ -287,7 +432,7 @@ def _snapshot(demo) -> dict:
     tables = _query(
         demo["url"],
         """SELECT table_schema || '.' || table_name FROM information_schema.tables
-           WHERE table_schema IN ('raw', 'ops', 'restricted', 'marts', 'staging', 'reference')
+           WHERE table_schema IN ('raw', 'ops', 'restricted', 'marts', 'staging', 'reference', 'risk')
              AND table_type = 'BASE TABLE' ORDER BY 1""",
     )
     counts = {t: _query(demo["url"], f"SELECT count(*) FROM {t}")[0][0] for (t,) in tables}
@@ -308,33 +453,126 @@ def test_second_run_adds_no_rows_and_sends_nothing(demo):
     assert after["files"] == before["files"]
 
 
+def test_warnings_are_scored_against_the_planted_risks(demo):
+    """The land-acquisition risk planted from 2025-05-19 is warned of before its peak (2025-06-23)."""
+    out = demo["output"] / "evaluation.json"
+    result = _run(
+        ["risk", "evaluate", "--no-run", "--from", "2025-05-01", "--to", "2025-06-01", "--json", str(out)],
+        demo["env"],
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    [warnings] = _query(
+        demo["url"], "SELECT count(*) FROM risk.alerts WHERE as_of_month IN ('2025-05-01', '2025-06-01')"
+    )[0:1]
+    assert figures["warnings"] == warnings[0]
+    land = next(r for r in figures["risks"] if r["id"] == "RISK-2025-LAND-01")
+    assert land["detected"] and land["first_warning_kind"] == "hotspot"
+    assert land["first_warning_month"] == "2025-05" and land["lead_days"] > 0
+    assert figures["by_kind"]["hotspot"]["precision"] == 1.0
+    # The wage risk peaked in April 2025 and was declining by May: no emerging hotspot, no surge in
+    # the months scored here, so one of the two planted risks is found.
+    wage = next(r for r in figures["risks"] if r["id"] == "RISK-2025-WAGE-01")
+    assert not wage["detected"]
+    assert figures["recall"] == 0.5
+
+
+def _recipient_addresses() -> list[str]:
+    document = yaml.safe_load(Path("config/recipients.yml").read_text(encoding="utf-8"))
+    return sorted(r["email"].lower() for r in document["recipients"])
+
+
+def test_smtp_delivery_through_the_dag_once_and_a_rerun_sends_nothing(demo):
+    """The June report again, now with an SMTP relay (aiosmtpd on loopback) configured."""
+    from aiosmtpd.controller import Controller
+
+    handler, port = RecordingHandler(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        env = demo["env"] | {"XINFANG_SMTP_HOST": "127.0.0.1", "XINFANG_SMTP_PORT": str(port)}
+        july = ["dag-test", "monthly_risk_report", "--logical-date", "2025-07-02T08:00:00+08:00"]
+        first = _run(july, env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert sorted(handler.count_by_recipient()) == _recipient_addresses()
+        assert set(handler.count_by_recipient().values()) == {1}
+        second = _run(july, env)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert sum(handler.count_by_recipient().values()) == len(_recipient_addresses())
+    finally:
+        controller.stop()
+    rows = _query(
+        demo["url"],
+        "SELECT status, count(*) FROM ops.delivery_ledger WHERE channel = 'smtp' AND artifact_key LIKE %s "
+        "GROUP BY 1",
+        (f"monthly_report-{MONTH}%",),
+    )
+    assert rows == [("sent", len(_recipient_addresses()))]
+
+
+def test_smtp_down_the_mail_task_retries_then_fails_naming_every_recipient(demo):
+    """May's report to a relay that refuses connections: two task tries, nothing marked sent."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound but not listening: every connection is refused
+        env = demo["env"] | {
+            "XINFANG_SMTP_HOST": "127.0.0.1",
+            "XINFANG_SMTP_PORT": str(closed.getsockname()[1]),
+            "XINFANG_TASK_RETRIES": "1",
+            "XINFANG_TASK_RETRY_DELAY_SECONDS": "1",
+            "XINFANG_SMTP_BACKOFF_SECONDS": "0",
+        }
+        result = _run(["dag-test", "monthly_risk_report", "--logical-date", "2025-06-02T08:00:00+08:00"], env)
+    assert result.returncode != 0
+    assert "mail_report" in result.stderr
+    output = result.stdout + result.stderr
+    assert "Undelivered recipients" in output
+    missing = [a for a in _recipient_addresses() if a not in output]
+    assert missing == [], f"undelivered recipients not named: {missing}"
+    rows = _query(
+        demo["url"],
+        "SELECT status, attempts FROM ops.delivery_ledger WHERE channel = 'smtp' AND artifact_key LIKE %s",
+        ("monthly_report-2025-05%",),
+    )
+    assert len(rows) == len(_recipient_addresses())
+    assert {status for status, _ in rows} == {"failed"}
+    # Three sends per try (RetryPolicy), two tries of the task (XINFANG_TASK_RETRIES=1).
+    assert {attempts for _, attempts in rows} == {6}
+
+
 def test_failed_quality_gate_publishes_nothing(demo):
-    """Damage the facts for May, run May's report: the gate stops the report, the mail and the extract."""
-    may = "2025-05"
+    """Damage the facts of April (imported history, no report yet), run its report: the gate stops
+    the model, the report, the mail and the extract."""
+    april = "2025-04"
     with psycopg.connect(demo["url"]) as conn:
         conn.execute(
             """
             UPDATE marts.fct_cases SET working_days_to_close = -7
             WHERE case_id = (
-                SELECT min(case_id) FROM marts.fct_cases WHERE received_month = '2025-05-01'
+                SELECT min(case_id) FROM marts.fct_cases WHERE received_month = '2025-04-01'
             )
             """
         )
     result = _run(
-        ["dag-test", "monthly_risk_report", "--logical-date", "2025-06-02T08:00:00+08:00"], demo["env"]
+        ["dag-test", "monthly_risk_report", "--logical-date", "2025-05-02T08:00:00+08:00"], demo["env"]
     )
     assert result.returncode != 0
     assert "quality_gate" in result.stderr
     summary = json.loads(
-        (demo["output"] / "quality" / may / "quality_summary.json").read_text(encoding="utf-8")
+        (demo["output"] / "quality" / april / "quality_summary.json").read_text(encoding="utf-8")
     )
     assert summary["passed"] is False
-    assert not (demo["output"] / "reports" / may).exists()
-    assert not (demo["output"] / "outbox" / f"monthly_report-{may}").exists()
-    assert not (demo["output"] / "extracts" / "province" / may).exists()
+    assert not (demo["output"] / "reports" / april).exists()
+    assert not list((demo["output"] / "outbox").glob(f"monthly_report-{april}*"))
+    assert not (demo["output"] / "extracts" / "province" / april).exists()
+    assert (
+        _query(demo["url"], "SELECT count(*) FROM risk.model_runs WHERE as_of_month = '2025-04-01'")[0][0]
+        == 0
+    )
     assert (
         _query(
-            demo["url"], "SELECT count(*) FROM ops.delivery_ledger WHERE artifact_key LIKE %s", (f"%{may}%",)
+            demo["url"],
+            "SELECT count(*) FROM ops.delivery_ledger WHERE artifact_key LIKE %s",
+            (f"%{april}%",),
         )[0][0]
         == 0
     )

@@ -110,7 +110,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     # The metadata database lives in the data folder, which may be new (another XINFANG_DATA_DIR).
     migrate_airflow_db()
-    result = run_month(args.month, settings, history_months=args.history_months)
+    result = run_month(
+        args.month,
+        settings,
+        history_months=args.history_months,
+        import_from=None if args.no_history else args.import_from,
+    )
     elapsed = time.monotonic() - started
     db_note = (
         "external server (XINFANG_DATABASE_URL)"
@@ -127,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report_monthly(args: argparse.Namespace) -> int:
-    """Gate, render and mail one month's report on demand, outside Airflow."""
+    """Gate, model, render and mail one month's report on demand, outside Airflow."""
     from xinfang.orchestration import runtime, tasks
     from xinfang.orchestration.schedules import report_run_time
 
@@ -135,8 +140,10 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
     runtime.apply(settings)
     logical = report_run_time(args.month)
     tasks.quality_gate(logical)
+    tasks.run_risk_model(logical)
     published = tasks.publish_report(logical)
-    print(f"report: {published['path']} (revision {published['revision']})")
+    for report in published:
+        print(f"report: {report['path']} (revision {report['revision']})")
     if not args.no_mail:
         outcome = tasks.distribute_report(published)
         print(
@@ -144,6 +151,49 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
             f"already sent {len(outcome['skipped'])}"
         )
     return 0
+
+
+def cmd_report_resend(args: argparse.Namespace) -> int:
+    """Send a month's archived report again: to the failed recipients, or to named ones."""
+    from xinfang import db
+    from xinfang.orchestration import runtime
+    from xinfang.publish.monthly_report import DistributionError, resend
+
+    settings = get_settings()
+    runtime.apply(settings)
+    with db.connect(autocommit=True) as conn:
+        try:
+            outcomes = resend(conn, args.month, recipients=args.recipient or None, settings=settings)
+        except DistributionError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+    for o in outcomes:
+        print(f"{o.artifact_key} r{o.revision}: sent {len(o.sent)}, already sent {len(o.skipped)}")
+    return 0
+
+
+def cmd_risk_run(args: argparse.Namespace) -> int:
+    """Run the risk model for one month (forecasts, hotspots, tagging, warnings) and print a summary."""
+    from xinfang import db
+    from xinfang.orchestration import runtime
+    from xinfang.risk.monthly import run_month
+
+    runtime.apply(get_settings())
+    with db.connect() as conn:
+        result = run_month(conn, args.month, tag=not args.no_tagging)
+    print(
+        f"{result.month:%Y-%m}: {result.forecast_series} forecast series, {result.hotspots} hotspots, "
+        f"{result.alerts} warnings, {result.followups} follow-ups of last month, "
+        f"{result.tagged_cases} petitions tagged (agreement {result.tag_agreement}), {result.seconds} s"
+    )
+    return 0
+
+
+def cmd_risk_evaluate(args: argparse.Namespace) -> int:
+    """Run the model month by month and score its warnings against the simulator's planted risks."""
+    from xinfang.risk import evaluate
+
+    return evaluate.run(args)
 
 
 def cmd_dag_test(args: argparse.Namespace) -> int:
@@ -231,7 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole pipeline through Airflow for one month")
     p.add_argument("--month", type=_month, default=date(2025, 6, 1))
-    p.add_argument("--history-months", type=int, default=1, help="months loaded before --month (for 环比)")
+    p.add_argument(
+        "--history-months", type=int, default=1, help="months run through the daily DAGs before --month"
+    )
+    p.add_argument(
+        "--import-from",
+        type=_day,
+        default=date(2023, 1, 1),
+        help="first day of the one-off history import that precedes the daily runs (default 2023-01-01)",
+    )
+    p.add_argument("--no-history", action="store_true", help="skip the history import")
     p.set_defaults(func=cmd_demo)
 
     report = sub.add_parser("report", help="reports on demand").add_subparsers(dest="report", required=True)
@@ -239,6 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", type=_month, required=True)
     p.add_argument("--no-mail", action="store_true")
     p.set_defaults(func=cmd_report_monthly)
+    p = report.add_parser(
+        "resend",
+        help="send a month's archived report again (failed recipients, or --recipient even if delivered)",
+    )
+    p.add_argument("--month", type=_month, required=True)
+    p.add_argument("--recipient", action="append", help="address to send to again (repeatable)")
+    p.set_defaults(func=cmd_report_resend)
 
     p = sub.add_parser("dag-test", help="run one DAG once through Airflow in this process")
     p.add_argument("dag_id")
@@ -266,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tag_eval_arguments(p)
     p.set_defaults(func=cmd_risk_tag_eval)
+    p = risk.add_parser("run", help="run the risk model for one month and store its results in schema risk")
+    p.add_argument("--month", type=_month, required=True)
+    p.add_argument("--no-tagging", action="store_true", help="skip the text tagger (faster)")
+    p.set_defaults(func=cmd_risk_run)
+    p = risk.add_parser(
+        "evaluate",
+        help="score the warnings against the simulator's planted risks (precision, recall, lead time)",
+    )
+    from xinfang.risk.evaluate import add_arguments as add_evaluate_arguments
+
+    add_evaluate_arguments(p)
+    p.set_defaults(func=cmd_risk_evaluate)
     return parser
 
 

@@ -23,6 +23,10 @@ from xinfang.config import Settings
 log = logging.getLogger(__name__)
 
 
+# The simulated sources' first day: the demo imports everything from here on (see run_month).
+HISTORY_START = date(2023, 1, 1)
+
+
 class DagRunFailed(RuntimeError):
     pass
 
@@ -118,9 +122,12 @@ def online_platform(first: date, last: date) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def run_month(month: date, settings: Settings, *, history_months: int = 1) -> MonthRun:
-    """Ingest every day of `month` (and `history_months` before it) from all three sources,
-    then transform, gate and publish."""
+def run_month(
+    month: date, settings: Settings, *, history_months: int = 1, import_from: date | None = HISTORY_START
+) -> MonthRun:
+    """Import the sources' history from `import_from` (once; see xinfang.ingest.history), ingest
+    every day of `month` and of `history_months` before it through the daily DAGs, then
+    transform, and gate, model, publish and mail the report of each of those months."""
     from xinfang.orchestration.schedules import ingest_run_time, report_run_time
     from xinfang.sim import grid_system
     from xinfang.sim.hotline import SimConfig, write_exports
@@ -135,7 +142,12 @@ def run_month(month: date, settings: Settings, *, history_months: int = 1) -> Mo
     write_ground_truth(build_world(), settings.data_dir / "sim" / "ground_truth.json")
 
     dags = load_dags(settings)
-    with online_platform(days[0], days[-1]):
+    imported = import_from is not None and import_from < days[0]
+    with online_platform(import_from if imported else days[0], days[-1]):
+        if imported:
+            from xinfang.ingest.history import import_history
+
+            import_history(settings, import_from, days[0] - timedelta(days=1))
         for day in days:
             # The grid system lives on by itself; here its clock is moved to the end of each day.
             end_of_day = datetime.combine(day, time(23, 59, 59))
@@ -146,7 +158,9 @@ def run_month(month: date, settings: Settings, *, history_months: int = 1) -> Mo
                 run_dag(dags[dag_id], logical_date=run_time)
     # Asset-triggered runs have no logical date in Airflow 3.
     run_dag(dags["warehouse_transform"], logical_date=None)
-    run_dag(dags["monthly_risk_report"], logical_date=report_run_time(month))
+    # Every month's report, oldest first: each follows up the warnings of the month before.
+    for report_month in _months(first, month):
+        run_dag(dags["monthly_risk_report"], logical_date=report_run_time(report_month))
     label = f"{month:%Y-%m}"
     return MonthRun(
         month=month,

@@ -364,3 +364,34 @@ def mark_failed(conn: psycopg.Connection, key: DeliveryKey, error: str) -> Ledge
 
 def _clip(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def reopen(
+    conn: psycopg.Connection, key: DeliveryKey, reason: str, *, stale_after: timedelta = DEFAULT_STALE_AFTER
+) -> LedgerEntry | None:
+    """Mark a delivery to be made again (an operator's manual re-send of a lost mail).
+
+    The row keeps its history (its attempts go on counting; ``sent_at`` is
+    replaced when the new send succeeds) and becomes 'failed' with ``reason``,
+    so the next delivery run claims and sends it. Returns None when there is no
+    such row (nothing was recorded; the next run sends it anyway). Raises
+    DeliveryInProgressError over a fresh 'sending' claim: another worker may be
+    sending right now, and reopening would let a second copy go out.
+    """
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT status, updated_at < now() - %s AS is_stale FROM ops.delivery_ledger "
+            f"WHERE {_KEY_WHERE} FOR UPDATE",
+            (stale_after, *key.params()),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        if row["status"] == "sending" and not row["is_stale"]:
+            raise DeliveryInProgressError(f"{key}: being sent by another worker; re-send it later")
+        cur.execute(
+            f"UPDATE ops.delivery_ledger SET status = 'failed', last_error = %s, updated_at = now() "
+            f"WHERE {_KEY_WHERE} RETURNING {_COLUMNS}",
+            (_clip(reason), *key.params()),
+        )
+        return _entry(cur.fetchone())

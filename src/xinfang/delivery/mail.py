@@ -52,6 +52,14 @@ class RetryPolicy:
     backoff_factor: float = 2.0
     timeout_seconds: float = 30.0
 
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """Defaults, overridden by XINFANG_SMTP_ATTEMPTS / XINFANG_SMTP_BACKOFF_SECONDS (tests, drills)."""
+        return cls(
+            attempts=int(os.environ.get("XINFANG_SMTP_ATTEMPTS", cls.attempts)),
+            backoff_seconds=float(os.environ.get("XINFANG_SMTP_BACKOFF_SECONDS", cls.backoff_seconds)),
+        )
+
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt`` (2, 3, ...)."""
         return self.backoff_seconds * self.backoff_factor ** (attempt - 2)
@@ -244,7 +252,7 @@ def deliver_report(
     ``conn`` must not be inside an open transaction: each ledger step commits.
     """
     settings = settings or get_settings()
-    retry = retry or RetryPolicy()
+    retry = retry or RetryPolicy.from_env()
     if retry.attempts < 1:
         raise ValueError("retry.attempts must be at least 1")
     ledger.validate_artifact_key(artifact_key)

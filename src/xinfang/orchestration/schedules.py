@@ -31,11 +31,12 @@ OWNER = "xinfang-data-engineering"
 
 def default_args() -> dict:
     # In-process runs (`xinfang demo`, tests) set XINFANG_TASK_RETRIES=0: dag.test()
-    # would otherwise sit through every retry delay before reporting a failure.
+    # would otherwise sit through every retry delay before reporting a failure. A
+    # test of the retries themselves shortens the delay (XINFANG_TASK_RETRY_DELAY_SECONDS).
     return {
         "owner": OWNER,
         "retries": int(os.environ.get("XINFANG_TASK_RETRIES", "2")),
-        "retry_delay": timedelta(minutes=5),
+        "retry_delay": timedelta(seconds=float(os.environ.get("XINFANG_TASK_RETRY_DELAY_SECONDS", "300"))),
         "retry_exponential_backoff": True,
     }
 

@@ -56,8 +56,19 @@ def quality_gate(logical_date: datetime) -> dict[str, Any]:
     }
 
 
-def publish_report(logical_date: datetime) -> dict[str, Any]:
-    from xinfang.publish.monthly_report import publish
+def run_risk_model(logical_date: datetime) -> dict[str, Any]:
+    """Forecasts, hotspots, tagging and 红黄蓝 warnings of the report month, into schema risk."""
+    from xinfang.risk.monthly import run_month
+
+    month = report_month_for(logical_date)
+    with db.connect() as conn:
+        result = run_month(conn, month)
+    return asdict(result) | {"month": result.month.isoformat()}
+
+
+def publish_report(logical_date: datetime) -> list[dict[str, Any]]:
+    """Render (or reuse) the full report and every department edition; refuses a failed gate."""
+    from xinfang.publish.monthly_report import publish_all
 
     settings = get_settings()
     month = report_month_for(logical_date)
@@ -65,29 +76,22 @@ def publish_report(logical_date: datetime) -> dict[str, Any]:
     if not quality["passed"]:
         raise RuntimeError(f"quality summary for {period_label(month)} says failed; refusing to publish")
     with db.connect() as conn:
-        report = publish(conn, month, quality, settings)
-    return {
-        "path": str(report.path),
-        "revision": report.revision,
-        "sha256": report.sha256,
-        "rendered": report.rendered,
-        "month": report.month.isoformat(),
-    }
+        reports = publish_all(conn, month, quality, settings)
+    return [r.as_dict() for r in reports]
 
 
-def distribute_report(published: dict[str, Any]) -> dict[str, Any]:
-    from xinfang.publish.monthly_report import PublishedReport, distribute
+def distribute_report(published: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mail every edition to its recipients; fails listing every undelivered recipient."""
+    from xinfang.publish.monthly_report import PublishedReport, distribute_all
 
-    report = PublishedReport(
-        month=date.fromisoformat(published["month"]),
-        revision=published["revision"],
-        path=Path(published["path"]),
-        sha256=published["sha256"],
-        rendered=published["rendered"],
-    )
+    reports = [PublishedReport.from_dict(d) for d in published]
     with db.connect(autocommit=True) as conn:
-        outcome = distribute(conn, report)
-    return {"channel": outcome.channel, "sent": outcome.sent, "skipped": outcome.skipped}
+        outcomes = distribute_all(conn, reports)
+    return {
+        "channel": outcomes[0].channel if outcomes else None,
+        "sent": [a for o in outcomes for a in o.sent],
+        "skipped": [a for o in outcomes for a in o.skipped],
+    }
 
 
 def build_province_extract(logical_date: datetime) -> dict[str, Any]:

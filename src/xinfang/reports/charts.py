@@ -74,6 +74,16 @@ def _text(
     )
 
 
+def _axes(left: float, top: float, right: float, bottom: float) -> list[str]:
+    """The x axis along the bottom and the y axis along the left of a plot area."""
+    return [
+        f'<line x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}" '
+        f'stroke="{AXIS_COLOUR}" stroke-width="0.3"/>',
+        f'<line x1="{_n(left)}" y1="{_n(top)}" x2="{_n(left)}" y2="{_n(bottom)}" stroke="{AXIS_COLOUR}" '
+        f'stroke-width="0.3"/>',
+    ]
+
+
 def bar_chart_svg(
     categories: Sequence[str],
     values: Sequence[float],
@@ -221,13 +231,117 @@ def line_chart_svg(
             )
             out.append(_text(legend_x + 7.5, y + label_h * 0.35, name, size_pt=label_pt * 0.85))
             legend_x += 7.5 + text_width_mm(name, label_pt * 0.85) + 5
+    out.extend(_axes(left, top, right, bottom))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+BAND_95 = "#f2d7d5"
+BAND_80 = "#e0a9a4"
+
+
+def band_chart_svg(
+    x_labels: Sequence[str],
+    actual: Sequence[float | None],
+    bands: Sequence[Mapping[str, float] | None],
+    *,
+    title: str,
+    unit: str,
+    width_mm: float = 150,
+    height_mm: float = 62,
+    label_pt: float = 10.5,
+    label_every: int = 3,
+) -> str:
+    """A trend with forecast bands: the 95 % and 80 % intervals as shaded areas,
+    the forecast mean dashed, the actual counts as a solid line.
+
+    ``bands[i]`` holds ``lo95, lo80, mean, hi80, hi95`` for month ``i`` or None
+    (no forecast that month). Both the one-step backtest forecasts of past
+    months and the forecasts of coming months are drawn the same way, so the
+    reader sees how often past months fell inside their band.
+    """
+    if not (len(x_labels) == len(actual) == len(bands)):
+        raise ValueError("x_labels, actual and bands differ in length")
+    label_h = label_pt * PT
+    values = [v for v in actual if v is not None] + [b["hi95"] for b in bands if b]
+    ticks = nice_ticks(max(values, default=0))
+    left = text_width_mm(fmt_number(ticks[-1]), label_pt * 0.85) + 3
+    # Room for half of the last month's label, which is centred on the last point.
+    right = width_mm - max(3.0, text_width_mm(x_labels[-1] if x_labels else "", label_pt * 0.8) / 2 + 1)
+    top = 4.0 * label_h
+    bottom = height_mm - 1.9 * label_h
+    scale = (bottom - top) / ticks[-1]
+    step = (right - left) / max(len(x_labels) - 1, 1)
+
+    def px(i: int) -> float:
+        return left + i * step
+
+    def py(v: float) -> float:
+        return bottom - v * scale
+
+    out = _svg_open(width_mm, height_mm, title)
     out.append(
-        f'<line x1="{_n(left)}" y1="{_n(bottom)}" x2="{_n(right)}" y2="{_n(bottom)}" '
-        f'stroke="{AXIS_COLOUR}" stroke-width="0.3"/>'
-    )
-    out.append(
-        f'<line x1="{_n(left)}" y1="{_n(top)}" x2="{_n(left)}" y2="{_n(bottom)}" stroke="{AXIS_COLOUR}" '
-        f'stroke-width="0.3"/>'
-    )
+        _text(width_mm / 2, label_h * 1.2, f"{title}（单位：{unit}）", size_pt=label_pt, anchor="middle",
+              font=TITLE_FONT)
+    )  # fmt: skip
+    for tick in ticks:
+        out.append(
+            f'<line x1="{_n(left)}" y1="{_n(py(tick))}" x2="{_n(right)}" y2="{_n(py(tick))}" '
+            f'stroke="{GRID_COLOUR}" stroke-width="0.2"/>'
+        )
+        out.append(
+            _text(
+                left - 1.2, py(tick) + label_h * 0.3, fmt_number(tick), size_pt=label_pt * 0.85, anchor="end"
+            )
+        )
+    # Contiguous runs of months with a band, each drawn as two closed areas.
+    runs: list[list[int]] = [[]]
+    for i, band in enumerate(bands):
+        if band is None:
+            runs.append([])
+        else:
+            runs[-1].append(i)
+    for run in (r for r in runs if r):
+        for lo, hi, colour in (("lo95", "hi95", BAND_95), ("lo80", "hi80", BAND_80)):
+            if len(run) == 1:
+                i = run[0]
+                out.append(
+                    f'<rect x="{_n(px(i) - step * 0.25)}" y="{_n(py(bands[i][hi]))}" '
+                    f'width="{_n(step * 0.5)}" '
+                    f'height="{_n(max(py(bands[i][lo]) - py(bands[i][hi]), 0.1))}" fill="{colour}"/>'
+                )
+                continue
+            upper = [f"{_n(px(i))} {_n(py(bands[i][hi]))}" for i in run]
+            lower = [f"{_n(px(i))} {_n(py(bands[i][lo]))}" for i in reversed(run)]
+            out.append(f'<path d="M{" L".join(upper + lower)} Z" fill="{colour}" stroke="none"/>')
+        if len(run) > 1:
+            d = " L".join(f"{_n(px(i))} {_n(py(bands[i]['mean']))}" for i in run)
+            out.append(f'<path d="M{d}" fill="none" stroke="{SERIES_COLOURS[1]}" stroke-width="0.35" '
+                       f'stroke-dasharray="1.2 0.8"/>')  # fmt: skip
+    points = [(px(i), py(v)) for i, v in enumerate(actual) if v is not None]
+    if len(points) > 1:
+        d = " L".join(f"{_n(x)} {_n(y)}" for x, y in points)
+        out.append(f'<path d="M{d}" fill="none" stroke="{SERIES_COLOURS[0]}" stroke-width="0.5"/>')
+    for x, y in points:
+        out.append(f'<circle cx="{_n(x)}" cy="{_n(y)}" r="0.6" fill="{SERIES_COLOURS[0]}"/>')
+    for i, label in enumerate(x_labels):
+        if i % label_every == 0 or i == len(x_labels) - 1:
+            out.append(_text(px(i), bottom + label_h * 1.3, label, size_pt=label_pt * 0.8, anchor="middle"))
+    # Legend.
+    y = 2.5 * label_h
+    x = left
+    for name, kind, colour in (("实际", "line", SERIES_COLOURS[0]), ("预测", "dash", SERIES_COLOURS[1]),
+                               ("80%区间", "box", BAND_80), ("95%区间", "box", BAND_95)):  # fmt: skip
+        if kind == "box":
+            out.append(f'<rect x="{_n(x)}" y="{_n(y - 1.2)}" width="5" height="2.4" fill="{colour}"/>')
+        else:
+            dash = ' stroke-dasharray="1.2 0.8"' if kind == "dash" else ""
+            out.append(
+                f'<line x1="{_n(x)}" y1="{_n(y)}" x2="{_n(x + 5)}" y2="{_n(y)}" stroke="{colour}" '
+                f'stroke-width="0.5"{dash}/>'
+            )
+        out.append(_text(x + 6.5, y + label_h * 0.35, name, size_pt=label_pt * 0.85))
+        x += 6.5 + text_width_mm(name, label_pt * 0.85) + 5
+    out.extend(_axes(left, top, right, bottom))
     out.append("</svg>")
     return "\n".join(out)

@@ -130,6 +130,16 @@ def _line_chart(
     return Markup(charts.line_chart_svg(x_labels, series, **kwargs))  # noqa: S704
 
 
+def _band_chart(
+    x_labels: Sequence[str],
+    actual: Sequence[float | None],
+    bands: Sequence[Mapping[str, float] | None],
+    **kwargs: Any,
+) -> Markup:
+    # Trusted for the same reason as _bar_chart.
+    return Markup(charts.band_chart_svg(x_labels, actual, bands, **kwargs))  # noqa: S704
+
+
 def make_environment(templates_dir: Path) -> Environment:
     env = Environment(
         loader=FileSystemLoader(templates_dir),
@@ -143,7 +153,9 @@ def make_environment(templates_dir: Path) -> Environment:
         int=formatting.fmt_int,
         pct=formatting.fmt_pct,
     )
-    env.globals.update(change=formatting.fmt_change, bar_chart=_bar_chart, line_chart=_line_chart)
+    env.globals.update(
+        change=formatting.fmt_change, bar_chart=_bar_chart, line_chart=_line_chart, band_chart=_band_chart
+    )
     return env
 
 

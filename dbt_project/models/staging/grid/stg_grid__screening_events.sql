@@ -7,6 +7,7 @@ select
     cast(reported_at as date) as reported_date,
     category_code,
     people_involved,
+    description,
     status,
     resolved_at,
     cast(resolved_at as date) as resolved_date,

@@ -13,6 +13,8 @@ select
     purpose_code,
     town_code,
     grid_code,
+    title,
+    content,
     hotline_work_order_no,
     grid_event_id,
     event_count,
