@@ -32,9 +32,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from xinfang.risk import forecast
 from xinfang.risk.rules import LEVELS, Rules, WarningRule
 
-CITY_CODE = "369900"
+CITY_CODE = forecast.CITY_CODE
 ALL_DISTRICT_GOVERNMENTS = "各区县人民政府"
 
 OUTCOMES = ("已消除", "降级", "持续", "升级")

@@ -522,14 +522,15 @@ def _month(value: date | str) -> date:
     return date(d.year, d.month, 1)
 
 
-def _add_months(d: date, k: int) -> date:
+def add_months(d: date, k: int) -> date:
+    """The first day of the month `k` months after `d`'s (negative `k`: before)."""
     m = d.year * 12 + d.month - 1 + k
     return date(m // 12, m % 12 + 1, 1)
 
 
 def _month_range(start: date, end: date) -> list[date]:
     count = (end.year - start.year) * 12 + end.month - start.month + 1
-    return [_add_months(start, k) for k in range(max(count, 0))]
+    return [add_months(start, k) for k in range(max(count, 0))]
 
 
 def monthly_counts(
@@ -679,7 +680,7 @@ def run_forecasts(
             model = fit_model(history, season)
             for h, f in enumerate(model.predict(horizon), start=1):
                 forecast_rows.append(
-                    (*head, _add_months(as_of, h), "forecast", h, None, *_bounds(f), model.label)
+                    (*head, add_months(as_of, h), "forecast", h, None, *_bounds(f), model.label)
                 )
             backtest_rows.append(
                 (

@@ -79,17 +79,12 @@ def domains_for(conn: psycopg.Connection, rules: Rules) -> list[forecast.Domain]
     ]
 
 
-def _add_months(month: date, n: int) -> date:
-    index = month.year * 12 + month.month - 1 + n
-    return date(index // 12, index % 12 + 1, 1)
-
-
 def _forecast_rows(
     conn: psycopg.Connection, month: date, domains: list[forecast.Domain]
 ) -> tuple[list, list]:
     """(this month's actual vs forecast, next month's forecast vs last year) per domain and area."""
     prefix = {d.key: d.category_prefixes[0] for d in domains}
-    last_year = _counts_by_area(conn, domains, _add_months(month, -11))
+    last_year = _counts_by_area(conn, domains, forecast.add_months(month, -11))
     with conn.cursor(row_factory=dict_row) as cur:
         surge = cur.execute(
             """
@@ -138,12 +133,14 @@ def _counts_by_area(
 
 def _tag(conn: psycopg.Connection, month: date) -> tuple[int, float | None]:
     """Tag the month's petitions with a model trained on the year before; store the disagreements' base."""
-    next_month = _add_months(month, 1)
+    next_month = forecast.add_months(month, 1)
     try:
         # A savepoint: a missing table must not abort the caller's transaction.
         with conn.transaction():
             model = tagging.train_from_warehouse(
-                conn, registered_from=_add_months(month, -TAG_TRAINING_MONTHS), registered_before=month
+                conn,
+                registered_from=forecast.add_months(month, -TAG_TRAINING_MONTHS),
+                registered_before=month,
             )
             current = tagging.load_warehouse_history(
                 conn, registered_from=month, registered_before=next_month
