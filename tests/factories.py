@@ -15,6 +15,7 @@ import io
 import itertools
 import random
 import socket
+import subprocess
 import uuid
 from collections import Counter
 from datetime import date, timedelta
@@ -160,3 +161,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def page_png(pdf: Path, prefix: Path, *, page: int, dpi: int = 50) -> Path:
+    """One page of a PDF rendered by poppler's pdftoppm (for the record and for a look)."""
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-png",
+            "-r",
+            str(dpi),
+            "-f",
+            str(page),
+            "-l",
+            str(page),
+            "-singlefile",
+            str(pdf),
+            str(prefix),
+        ],
+        check=True,
+    )
+    return prefix.with_suffix(".png")

@@ -16,6 +16,7 @@ EXPECTED_DAGS = {
     "monthly_risk_report",
     "grid_ingest",
     "online_petition_ingest",
+    "halfyear_work_summary",
 }
 ALLOWED_TAGS = {"ingest", "hotline", "grid", "online", "transform", "dbt", "publish", "report", "extract"}
 
@@ -103,3 +104,16 @@ def test_monthly_dag_gates_the_model_and_the_model_feeds_the_report(dagbag):
     assert downstream["risk_model"] == {"render_report"}
     assert downstream["render_report"] == {"mail_report"}
     assert downstream["build_extract"] == {"deliver_extract"}
+
+
+def test_halfyear_dag_runs_on_1_january_and_1_july_behind_its_gate(dagbag):
+    dag = dagbag.dags["halfyear_work_summary"]
+    downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert downstream == {
+        "quality_gate": {"render_summary"},
+        "render_summary": {"mail_summary"},
+        "mail_summary": set(),
+    }
+    assert all(t.trigger_rule == "all_success" for t in dag.tasks)
+    assert dag.timetable.summary == "0 9 1 1,7 *"
+    assert str(dag.timetable._timezone.name) == "Asia/Shanghai"

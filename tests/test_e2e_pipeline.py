@@ -3,8 +3,8 @@
 One demo run (a fresh database, data and output folder) feeds every test in
 this module; the tests then read the real PDF with poppler, the real e-mails,
 the real extract and the warehouse, and compare them with each other.
-Order matters: the re-run test precedes the quality-gate test, which damages
-the warehouse on purpose.
+Order matters: the re-run test precedes the SMTP tests (which send new mail)
+and the quality-gate test, which damages the warehouse on purpose.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from factories import RecordingHandler, free_port
+from factories import RecordingHandler, free_port, page_png
 from psycopg.conninfo import conninfo_to_dict
 
 from xinfang.ingest.grid import with_dbname
@@ -124,7 +124,7 @@ def _reading_text(path: Path) -> str:
 
 
 def test_demo_prints_where_each_output_is(demo):
-    for name in ("report", "outbox", "extract", "dropfolder", "quality"):
+    for name in ("report", "summary", "outbox", "extract", "dropfolder", "quality"):
         line = next((ln for ln in demo["stdout"].splitlines() if ln.strip().startswith(name)), None)
         assert line is not None, f"demo output does not say where the {name} is"
         assert Path(line.split(maxsplit=1)[1]).exists()
@@ -304,25 +304,107 @@ def test_report_page_one_renders_to_png_for_the_record(demo):
     out = demo["output"] / "reports" / MONTH / "preview"
     out.mkdir(exist_ok=True)
     for edition in ("full", "SZ03"):
-        prefix = out / f"page1-{edition}"
-        subprocess.run(
-            [
-                "pdftoppm",
-                "-png",
-                "-r",
-                "60",
-                "-f",
-                "1",
-                "-l",
-                "1",
-                "-singlefile",
-                str(_pdf(demo, edition)),
-                str(prefix),
-            ],
-            check=True,
-        )
-        data = prefix.with_suffix(".png").read_bytes()
+        data = page_png(_pdf(demo, edition), out / f"page1-{edition}", page=1, dpi=60).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5_000
+
+
+def _summary_pdf(demo) -> Path:
+    folder = demo["output"] / "reports" / "2025H1"
+    latest = json.loads((folder / "revisions.json").read_text(encoding="utf-8"))[-1]
+    return folder / latest["file"]
+
+
+def _short_pct(value) -> str:
+    # The summary's style: one decimal, half up, a trailing ".0" dropped (85%, 92.3%).
+    return _pct(value).replace(".0%", "%")
+
+
+def test_halfyear_summary_prints_the_seed_headline_figures_as_sql_computes_them(demo):
+    """The demo's summary is made on 1 July: its first-handling rate is provisional (most first
+    petitions of April-June are still in their 90-day follow-up) and says so; the other headline
+    figures are final and are the seed's. (test_warehouse checks the final rate, 92.3 %.)"""
+    (row,) = _query(
+        demo["url"],
+        """SELECT petitions_received, petitions_change_yoy, first_handling_resolution_rate, repeat_share,
+                  satisfaction_rate, online_share, satisfaction_best_in_3_years,
+                  first_petitions_judged::numeric / first_petitions
+           FROM marts.rpt_halfyear_indicators WHERE half_year = '2025H1'""",
+    )
+    total, yoy, first, repeat, satisfaction, online, best, judged = row
+    wan = (Decimal(total) / 10000).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    change = (Decimal(str(yoy)) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    whole = (Decimal(str(online)) * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP)
+    from_sql = {
+        "total": f"{wan}万件次",
+        "yoy": f"同比{'下降' if change < 0 else '上升'}{abs(change)}%",
+        "repeat": f"重复信访占比降至{_short_pct(repeat)}",
+        "satisfaction": f"满意度达{_short_pct(satisfaction)}",
+        "online": f"线上信访占比达{whole}%",
+    }
+    assert from_sql == {
+        "total": "1.23万件次",
+        "yoy": "同比下降11.7%",
+        "repeat": "重复信访占比降至15.8%",
+        "satisfaction": "满意度达91.5%",
+        "online": "线上信访占比达85%",
+    }
+    text = _reading_text(_summary_pdf(demo))
+    for key, phrase in from_sql.items():
+        assert phrase in text, key
+    assert best is True and "创近三年新高" in text
+    assert judged < Decimal("0.95")
+    assert f"初信初访一次性化解率达{_short_pct(first)}（暂计）" in text
+    assert "已满答复后90日跟踪期" in text
+    # The risk model ran for May and June only (the demo's monthly runs), and the text says so.
+    (issued,) = _query(
+        demo["url"], "SELECT count(*) FROM risk.alerts WHERE as_of_month IN ('2025-05-01', '2025-06-01')"
+    )[0]
+    assert f"5月至6月共发出风险预警{issued}条" in text
+    # The appendix tables and the target baseline come from the same marts.
+    assert "附件1" in text and "主要指标统计表" in text and "下半年工作目标及基线" in text
+    (baseline,) = _query(
+        demo["url"],
+        "SELECT actual_value FROM marts.rpt_halfyear_targets "
+        "WHERE applies_to = '2025H2' AND target_code = 'township_full_time_ratio' AND is_baseline",
+    )[0]
+    assert _short_pct(baseline) in text
+
+
+def test_halfyear_summary_is_an_official_document_mailed_once_to_the_leaders(demo):
+    pdf = _summary_pdf(demo)
+    info = subprocess.run(["pdfinfo", str(pdf)], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"Page size:\s+595\.\d+ x 841\.\d+ pts \(A4\)", info)
+    fonts = subprocess.run(["pdffonts", str(pdf)], check=True, capture_output=True, text=True).stdout
+    assert all(" yes yes " in row for row in fonts.splitlines()[2:]), fonts
+    pages = int(re.search(r"Pages:\s+(\d+)", info)[1])
+    appendix = next(
+        n
+        for n in range(2, pages + 1)
+        if "附件1"
+        in subprocess.run(
+            ["pdftotext", "-f", str(n), "-l", str(n), str(pdf), "-"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n", 2)[0]
+    )
+    out = pdf.parent / "preview"
+    out.mkdir(exist_ok=True)
+    for page in (1, appendix):
+        assert page_png(pdf, out / f"page{page}", page=page, dpi=60).read_bytes().startswith(b"\x89PNG")
+    recipients = yaml.safe_load(Path("config/recipients.yml").read_text(encoding="utf-8"))["recipients"]
+    leaders = sorted(r["email"].lower() for r in recipients if r.get("edition", "full") == "full")
+    mails = sorted((demo["output"] / "outbox" / "halfyear_summary-2025H1" / "r1").glob("*.eml"))
+    assert [m.stem.replace("_at_", "@") for m in mails] == leaders
+    message = email.message_from_bytes(mails[0].read_bytes(), policy=policy.default)
+    assert message["Subject"] == "【半年工作总结】2025年上半年"
+    [attachment] = [p.get_content() for p in message.iter_attachments()]
+    assert attachment == pdf.read_bytes()
+    rows = _query(
+        demo["url"],
+        "SELECT recipient, status FROM ops.delivery_ledger WHERE artifact_key = 'halfyear_summary-2025H1'",
+    )
+    assert sorted(r[0] for r in rows) == leaders and {r[1] for r in rows} == {"sent"}
 
 
 def test_extract_checksum_rows_and_no_personal_data(demo):
@@ -476,10 +558,34 @@ def _snapshot(demo) -> dict:
     return {"counts": counts, "files": files}
 
 
-def test_second_run_adds_no_rows_and_sends_nothing(demo):
+# The last interval of each DAG the demo ran (bureau time), as the scheduler would run it again.
+RERUNS = (
+    ("hotline_ingest", "2025-07-01T01:30:00+08:00"),
+    ("online_petition_ingest", "2025-07-01T01:30:00+08:00"),
+    ("grid_ingest", "2025-07-01T01:30:00+08:00"),
+    ("monthly_risk_report", "2025-07-02T08:00:00+08:00"),
+    ("halfyear_work_summary", "2025-07-01T09:00:00+08:00"),
+)
+
+
+def test_rerunning_each_dag_for_its_interval_adds_no_rows_and_sends_nothing(demo, monkeypatch):
+    """Each ingestion and publishing DAG run again for its last interval: no row, file or mail more.
+
+    (A whole second `xinfang demo` takes about seven minutes on two cores, so the suite re-runs one
+    interval of each DAG instead; the dbt models' re-run is test_warehouse's incremental test.)
+    """
+    from xinfang.pipeline_run import HISTORY_START, online_platform
+
     before = _snapshot(demo)
-    result = _run(["demo", "--month", MONTH], demo["env"])
-    assert result.returncode == 0, result.stderr[-4000:]
+    # online_platform publishes the simulator's address in this process's environment; undo it after.
+    monkeypatch.setenv("AIRFLOW_CONN_XINFANG_ONLINE_PLATFORM", "")
+    with online_platform(HISTORY_START, date(2025, 6, 30)):
+        env = demo["env"] | {
+            "AIRFLOW_CONN_XINFANG_ONLINE_PLATFORM": os.environ["AIRFLOW_CONN_XINFANG_ONLINE_PLATFORM"]
+        }
+        for dag_id, logical_date in RERUNS:
+            result = _run(["dag-test", dag_id, "--logical-date", logical_date], env)
+            assert result.returncode == 0, (dag_id, result.stderr[-3000:])
     after = _snapshot(demo)
     assert after["counts"] == before["counts"]
     assert after["files"] == before["files"]

@@ -892,11 +892,13 @@ def test_gate_task_passes_then_blocks_publication_when_the_data_breaks(warehouse
     summary = tasks.quality_gate(run)
     assert summary["period"] == "2025-06" and summary["suites"] == 7
     assert Path(summary["report"]).is_file()
+    # June's loads of all three sources: 30 hotline files of 4 rows (+1 quarantined on the 1st),
+    # 30 online and 30 grid windows of 2 rows each.
     assert json.loads(Path(summary["summary"]).with_suffix(".json").read_text(encoding="utf-8"))["load"] == {
-        "source_rows": 121,
-        "loaded_rows": 120,
+        "source_rows": 121 + 60 + 60,
+        "loaded_rows": 120 + 60 + 60,
         "quarantined_rows": 1,
-        "files": 30,
+        "files": 30 * 3,
     }
 
     _sql(
@@ -918,10 +920,13 @@ def test_report_and_extract_tasks_run_only_after_the_gate():
     assert bag.import_errors == {}
     dag = bag.dags["monthly_risk_report"]
     gate = dag.get_task("quality_gate")
-    assert gate.downstream_task_ids == {"render_report", "build_extract"}
-    for task_id in ("render_report", "build_extract"):
+    # The gate comes first; the report is rendered only after the risk model has run on gated data.
+    assert gate.downstream_task_ids == {"risk_model", "build_extract"}
+    for task_id in ("risk_model", "build_extract"):
         task = dag.get_task(task_id)
         assert task.upstream_task_ids == {"quality_gate"}
         assert task.trigger_rule == "all_success"
+    assert dag.get_task("render_report").upstream_task_ids == {"risk_model"}
+    assert dag.get_task("render_report").trigger_rule == "all_success"
     assert dag.get_task("mail_report").upstream_task_ids == {"render_report"}
     assert dag.get_task("deliver_extract").upstream_task_ids == {"build_extract"}

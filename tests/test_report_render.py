@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import page_png
 from jinja2 import UndefinedError
 
 from xinfang.reports import render as render_module
@@ -244,24 +245,6 @@ def pdf_fonts(pdf: Path) -> list[dict[str, str]]:
         parts = line.split()
         fonts.append({"name": parts[0], "emb": parts[-5], "sub": parts[-4], "uni": parts[-3]})
     return fonts
-
-
-def page_png(pdf: Path, prefix: Path, *, page: int, dpi: int = 50) -> Path:
-    """One page rendered by poppler's pdftoppm, for the record and for inspection."""
-    _run(
-        "pdftoppm",
-        "-png",
-        "-r",
-        str(dpi),
-        "-f",
-        str(page),
-        "-l",
-        str(page),
-        "-singlefile",
-        str(pdf),
-        str(prefix),
-    )
-    return prefix.with_suffix(".png")
 
 
 def pdf_pages(pdf: Path) -> int:

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import psycopg
@@ -178,6 +179,60 @@ def test_2025h1_headline_figures_from_the_marts(warehouse):
     assert float(h1["township_full_time_ratio"]) == pytest.approx(0.68, abs=0.005)
     assert (h1["training_classes"], h1["training_person_times"]) == (4, 320)
     assert (h1["cadres_sent_down"], h1["cadres_brought_up"], h1["cadres_promoted"]) == (15, 20, 7)
+
+
+def test_2025h1_summary_pdf_prints_the_seed_figures_as_the_marts_give_them(warehouse, tmp_path, monkeypatch):
+    """The half-year summary over the default world (every H1 first petition past its follow-up)."""
+    from xinfang.config import get_settings
+    from xinfang.publish import halfyear_report
+    from xinfang.publish.halfyear_context import HalfYear
+    from xinfang.risk.monthly import run_month
+
+    monkeypatch.setenv("XINFANG_OUTPUT_DIR", str(tmp_path))
+    h1 = HalfYear(2025, 1)
+    with psycopg.connect(warehouse["url"]) as conn:
+        run_month(conn, date(2025, 6, 1), tag=False)  # the risk model's sentence needs one month at least
+        conn.commit()
+        summary = halfyear_report.publish(
+            conn, h1, {"period": "2025-06", "totals": {"suites": 7, "checks": 1}}, get_settings()
+        )
+    text = re.sub(
+        r"\s+",
+        "",
+        subprocess.run(["pdftotext", str(summary.path), "-"], capture_output=True, text=True).stdout,
+    )
+    row = _one(warehouse["url"], "SELECT * FROM marts.rpt_halfyear_indicators WHERE half_year = '2025H1'")
+    assert row["first_petitions_judged"] == row["first_petitions"]
+
+    def pct(value, digits=1):
+        # Half up on the decimal value, as the report rounds.
+        exponent = Decimal(1).scaleb(-digits)
+        return (
+            f"{(Decimal(str(value)) * 100).quantize(exponent, rounding=ROUND_HALF_UP)}".removesuffix(".0")
+            + "%"
+        )
+
+    wan = (Decimal(row["petitions_received"]) / 10000).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    from_sql = [
+        f"{wan}万件次",
+        f"同比下降{pct(-row['petitions_change_yoy'])}",
+        f"一次性化解率达{pct(row['first_handling_resolution_rate'])}，",
+        f"重复信访占比降至{pct(row['repeat_share'])}",
+        f"满意度达{pct(row['satisfaction_rate'])}",
+        f"线上信访占比达{pct(row['online_share'], 0)}",
+    ]
+    seed = [
+        "1.23万件次",
+        "同比下降11.7%",
+        "一次性化解率达92.3%，",
+        "重复信访占比降至15.8%",
+        "满意度达91.5%",
+        "线上信访占比达85%",
+    ]
+    assert from_sql == seed
+    for phrase in seed:
+        assert phrase in text, phrase
+    assert "（暂计）" not in text and "6月共发出风险预警" in text
 
 
 def test_marts_reconcile_with_the_raw_layer(warehouse):

@@ -133,11 +133,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_report_monthly(args: argparse.Namespace) -> int:
     """Gate, model, render and mail one month's report on demand, outside Airflow."""
-    from xinfang.orchestration import runtime, tasks
-    from xinfang.orchestration.schedules import report_run_time
+    from xinfang.orchestration import runtime
 
     settings = get_settings()
+    # Before anything imports Airflow: it reads AIRFLOW_HOME once, at import.
     runtime.apply(settings)
+    from xinfang.orchestration import tasks
+    from xinfang.orchestration.schedules import report_run_time
+
     logical = report_run_time(args.month)
     tasks.quality_gate(logical)
     tasks.run_risk_model(logical)
@@ -150,6 +153,39 @@ def cmd_report_monthly(args: argparse.Namespace) -> int:
             f"mail via {outcome['channel']}: sent {len(outcome['sent'])}, "
             f"already sent {len(outcome['skipped'])}"
         )
+    return 0
+
+
+def cmd_report_half_year(args: argparse.Namespace) -> int:
+    """Gate, render and mail one half-year's work summary on demand, outside Airflow."""
+    from xinfang.orchestration import runtime
+    from xinfang.publish.halfyear_context import HalfYear
+    from xinfang.publish.prose import ProseError
+
+    settings = get_settings()
+    # Before anything imports Airflow: it reads AIRFLOW_HOME once, at import.
+    runtime.apply(settings)
+    from xinfang.orchestration import tasks
+    from xinfang.orchestration.schedules import halfyear_run_time
+
+    try:
+        label = HalfYear.parse(args.half_year).label
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    logical = halfyear_run_time(label)
+    tasks.halfyear_quality_gate(logical)
+    try:
+        published = tasks.publish_halfyear_summary(logical, pdfa=args.pdfa)
+    except ProseError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"summary: {published['path']} (revision {published['revision']})")
+    # The PDF/A copy is the records office's; the leaders already have (or get) the mailed one.
+    if not args.no_mail and not args.pdfa:
+        outcome = tasks.distribute_halfyear_summary(published)
+        sent, skipped = len(outcome["sent"]), len(outcome["skipped"])
+        print(f"mail via {outcome['channel']}: sent {sent}, already sent {skipped}")
     return 0
 
 
@@ -298,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", type=_month, required=True)
     p.add_argument("--no-mail", action="store_true")
     p.set_defaults(func=cmd_report_monthly)
+    p = report.add_parser(
+        "half-year",
+        help="gate, render and mail a half-year's work summary (半年工作总结), e.g. 2025H1",
+    )
+    p.add_argument("half_year", help="YYYYH1 or YYYYH2")
+    p.add_argument("--pdfa", action="store_true", help="write a PDF/A-3b file for the archive (not mailed)")
+    p.add_argument("--no-mail", action="store_true")
+    p.set_defaults(func=cmd_report_half_year)
     p = report.add_parser(
         "resend",
         help="send a month's archived report again (failed recipients, or --recipient even if delivered)",

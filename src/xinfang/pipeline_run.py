@@ -127,8 +127,9 @@ def run_month(
 ) -> MonthRun:
     """Import the sources' history from `import_from` (once; see xinfang.ingest.history), ingest
     every day of `month` and of `history_months` before it through the daily DAGs, then
-    transform, and gate, model, publish and mail the report of each of those months."""
-    from xinfang.orchestration.schedules import ingest_run_time, report_run_time
+    transform, and gate, model, publish and mail the report of each of those months; when
+    `month` ends a half-year (June, December), also the half-year work summary."""
+    from xinfang.orchestration.schedules import halfyear_run_time, ingest_run_time, report_run_time
     from xinfang.sim import grid_system
     from xinfang.sim.hotline import SimConfig, write_exports
     from xinfang.sim.world import build_world, write_ground_truth
@@ -162,10 +163,16 @@ def run_month(
     for report_month in _months(first, month):
         run_dag(dags["monthly_risk_report"], logical_date=report_run_time(report_month))
     label = f"{month:%Y-%m}"
+    summaries = {}
+    if month.month in (6, 12):
+        half_year = f"{month.year}H{1 if month.month == 6 else 2}"
+        run_dag(dags["halfyear_work_summary"], logical_date=halfyear_run_time(half_year))
+        summaries["summary"] = settings.output_dir / "reports" / half_year
     return MonthRun(
         month=month,
         ingest_runs=len(days) * 3,
-        outputs={
+        outputs=summaries
+        | {
             "report": settings.output_dir / "reports" / label,
             "outbox": settings.outbox_dir,
             "extract": settings.output_dir / "extracts" / "province" / label,

@@ -23,6 +23,10 @@ HOTLINE_INGEST_SCHEDULE = CronTriggerTimetable("30 1 * * *", timezone=TIMEZONE)
 # The report for month M goes out at 08:00 on the 2nd of M+1, after the last daily load of M.
 MONTHLY_REPORT_SCHEDULE = CronTriggerTimetable("0 8 2 * *", timezone=TIMEZONE)
 
+# The half-year work summary goes out at 09:00 on 1 January and 1 July, for the half-year
+# just ended: the daily loads of its last day finish shortly after midnight.
+HALFYEAR_SUMMARY_SCHEDULE = CronTriggerTimetable("0 9 1 1,7 *", timezone=TIMEZONE)
+
 HOTLINE_RAW = Asset("xinfang://warehouse/raw/hotline_work_orders", group="raw")
 WAREHOUSE_MARTS = Asset("xinfang://warehouse/marts/fct_cases", group="marts")
 
@@ -66,6 +70,18 @@ def report_month_for(logical_date: datetime) -> date:
 def report_run_time(month: date) -> pendulum.DateTime:
     nxt = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
     return pendulum.datetime(nxt.year, nxt.month, 2, 8, 0, tz=TIMEZONE)
+
+
+def halfyear_label_for(logical_date: datetime) -> str:
+    """The half-year a summary run at `logical_date` covers: the one that ended last, e.g. "2025H1"."""
+    local = _bureau_time(logical_date).date()
+    return f"{local.year}H1" if local.month > 6 else f"{local.year - 1}H2"
+
+
+def halfyear_run_time(label: str) -> pendulum.DateTime:
+    """Inverse of halfyear_label_for: when the scheduler runs the summary of `label` ("2025H1")."""
+    year, half = int(label[:4]), int(label[-1])
+    return pendulum.datetime(year if half == 1 else year + 1, 7 if half == 1 else 1, 1, 9, 0, tz=TIMEZONE)
 
 
 def period_label(month: date) -> str:

@@ -37,14 +37,17 @@ def ingest_hotline(logical_date: datetime) -> dict[str, Any]:
 
 def quality_gate(logical_date: datetime) -> dict[str, Any]:
     """Check the report month's raw and mart data; raises QualityGateFailed, so nothing downstream runs."""
-    from xinfang.publish.monthly_report import load_stats
-    from xinfang.quality.gates import run_gate
-
     settings = get_settings()
     month = report_month_for(logical_date)
+    return _gate(month, quality_dir(settings, month), settings)
+
+
+def _gate(month: date, out: Path, settings: Settings) -> dict[str, Any]:
+    from xinfang.publish.monthly_context import load_stats
+    from xinfang.quality.gates import run_gate
+
     with db.connect() as conn:
         stats = load_stats(conn, month)
-    out = quality_dir(settings, month)
     results = run_gate(
         settings.expectations_dir, out, period=month, load_stats=stats, templates_dir=settings.templates_dir
     )
@@ -54,6 +57,13 @@ def quality_gate(logical_date: datetime) -> dict[str, Any]:
         "summary": str(out / "quality_summary.md"),
         "report": str(out / "quality_report.html"),
     }
+
+
+def _passed_quality(out: Path, what: str) -> dict[str, Any]:
+    quality = json.loads((out / "quality_summary.json").read_text(encoding="utf-8"))
+    if not quality["passed"]:
+        raise RuntimeError(f"quality summary for {what} says failed; refusing to publish")
+    return quality
 
 
 def run_risk_model(logical_date: datetime) -> dict[str, Any]:
@@ -72,9 +82,7 @@ def publish_report(logical_date: datetime) -> list[dict[str, Any]]:
 
     settings = get_settings()
     month = report_month_for(logical_date)
-    quality = json.loads((quality_dir(settings, month) / "quality_summary.json").read_text(encoding="utf-8"))
-    if not quality["passed"]:
-        raise RuntimeError(f"quality summary for {period_label(month)} says failed; refusing to publish")
+    quality = _passed_quality(quality_dir(settings, month), period_label(month))
     with db.connect() as conn:
         reports = publish_all(conn, month, quality, settings)
     return [r.as_dict() for r in reports]
@@ -92,6 +100,42 @@ def distribute_report(published: list[dict[str, Any]]) -> dict[str, Any]:
         "sent": [a for o in outcomes for a in o.sent],
         "skipped": [a for o in outcomes for a in o.skipped],
     }
+
+
+def halfyear_quality_gate(logical_date: datetime) -> dict[str, Any]:
+    """The gate on the half-year's last month, recorded apart from the monthly report's (quality/2025H1)."""
+    from xinfang.orchestration.schedules import halfyear_label_for
+    from xinfang.publish.halfyear_context import HalfYear
+
+    settings = get_settings()
+    half_year = HalfYear.parse(halfyear_label_for(logical_date))
+    return _gate(half_year.last_month, settings.output_dir / "quality" / half_year.label, settings) | {
+        "half_year": half_year.label
+    }
+
+
+def publish_halfyear_summary(logical_date: datetime, *, pdfa: bool = False) -> dict[str, Any]:
+    """Render (or reuse) the half-year summary; refuses a failed gate, names every prose error."""
+    from xinfang.orchestration.schedules import halfyear_label_for
+    from xinfang.publish.halfyear_context import HalfYear
+    from xinfang.publish.halfyear_report import publish
+
+    settings = get_settings()
+    half_year = HalfYear.parse(halfyear_label_for(logical_date))
+    quality = _passed_quality(settings.output_dir / "quality" / half_year.label, half_year.label)
+    with db.connect() as conn:
+        summary = publish(conn, half_year, quality, settings, pdfa=pdfa)
+    return summary.as_dict()
+
+
+def distribute_halfyear_summary(published: dict[str, Any]) -> dict[str, Any]:
+    """Mail the summary to the leaders, once per revision and recipient."""
+    from xinfang.publish.halfyear_report import PublishedSummary, distribute
+
+    summary = PublishedSummary.from_dict(published)
+    with db.connect(autocommit=True) as conn:
+        outcome = distribute(conn, summary)
+    return {"channel": outcome.channel, "sent": outcome.sent, "skipped": outcome.skipped}
 
 
 def build_province_extract(logical_date: datetime) -> dict[str, Any]:

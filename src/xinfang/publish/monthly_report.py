@@ -16,8 +16,6 @@ per edition.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +27,7 @@ import psycopg
 from xinfang.config import BUREAU_TZ, Settings, get_settings
 from xinfang.delivery.mail import DeliveryError, DeliveryReport
 from xinfang.delivery.recipients import Recipient
+from xinfang.publish import archive
 from xinfang.publish.monthly_context import build_context, department_names, editions_needed, load_stats
 
 log = logging.getLogger(__name__)
@@ -80,26 +79,12 @@ def artifact_key(month: date, edition: str = FULL) -> str:
     return f"{KIND}-{month:%Y-%m}" + ("" if edition == FULL else f"-{edition}")
 
 
-def fingerprint(context: dict[str, Any]) -> str:
-    return hashlib.sha256(
-        json.dumps(context, sort_keys=True, ensure_ascii=False, default=str).encode()
-    ).hexdigest()
-
-
 def report_dir(month: date, settings: Settings) -> Path:
     return settings.output_dir / "reports" / f"{month:%Y-%m}"
 
 
 def _index_path(folder: Path, edition: str) -> Path:
     return folder / (INDEX_FILE if edition == FULL else f"revisions-{edition}.json")
-
-
-def _read_index(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _file_name(month: date, edition: str, edition_name: str | None, revision: int) -> str:
@@ -120,41 +105,29 @@ def publish(
 
     settings = settings or get_settings()
     context = build_context(conn, month, quality, settings, edition=None if edition == FULL else edition)
-    content = fingerprint(context)
-    folder = report_dir(month, settings)
-    index_path = _index_path(folder, edition)
-    index = _read_index(index_path)
-    key = artifact_key(month, edition)
-    if index and index[-1]["fingerprint"] == content:
-        latest = folder / index[-1]["file"]
-        if latest.exists() and _sha256(latest) == index[-1]["sha256"]:
-            log.info("report %s r%d unchanged; reusing %s", key, index[-1]["revision"], latest)
-            return PublishedReport(month, index[-1]["revision"], latest, index[-1]["sha256"], False, edition)
-    revision = (index[-1]["revision"] + 1) if index else 1
-    context = context | {
-        "revision": revision,
-        "generated_at": datetime.now(BUREAU_TZ).strftime("%Y-%m-%d %H:%M"),
-    }
     edition_name = None if context["edition"] is None else context["edition"]["name"]
-    path = folder / _file_name(month, edition, edition_name, revision)
-    result = render_pdf(TEMPLATE, context, path, templates_dir=settings.templates_dir)
-    digest = _sha256(path)
-    index.append(
-        {
+    key = artifact_key(month, edition)
+
+    def render(revision: int, path: Path) -> dict[str, Any]:
+        stamped = context | {
             "revision": revision,
-            "file": path.name,
-            "sha256": digest,
-            "fingerprint": content,
-            "pages": result.pages,
-            "bytes": path.stat().st_size,
-            "rendered_at": context["generated_at"],
+            "generated_at": datetime.now(BUREAU_TZ).strftime("%Y-%m-%d %H:%M"),
         }
+        result = render_pdf(TEMPLATE, stamped, path, templates_dir=settings.templates_dir)
+        log.info("report %s r%d rendered: %d pages in %.2fs", key, revision, result.pages, result.seconds)
+        return {"pages": result.pages, "rendered_at": stamped["generated_at"]}
+
+    archived = archive.render_once(
+        _index_path(report_dir(month, settings), edition),
+        archive.fingerprint(context),
+        lambda revision: _file_name(month, edition, edition_name, revision),
+        render,
     )
-    tmp = index_path.with_name(f".{index_path.name}.tmp")
-    tmp.write_text(json.dumps(index, ensure_ascii=False, indent=2), encoding="utf-8")
-    tmp.replace(index_path)
-    log.info("report %s r%d rendered: %d pages in %.2fs", key, revision, result.pages, result.seconds)
-    return PublishedReport(month, revision, path, digest, True, edition)
+    if not archived.rendered:
+        log.info("report %s r%d unchanged; reusing %s", key, archived.revision, archived.path)
+    return PublishedReport(
+        month, archived.revision, archived.path, archived.sha256, archived.rendered, edition
+    )
 
 
 def editions_for(conn: psycopg.Connection, month: date, recipients: list[Recipient]) -> list[str]:
@@ -294,15 +267,11 @@ def latest_published(month: date, settings: Settings | None = None) -> list[Publ
     folder = report_dir(month, settings)
     out = []
     for index_path in sorted(folder.glob("revisions*.json")):
-        index = _read_index(index_path)
-        if not index:
+        found = archive.latest(index_path)
+        if found is None:
             continue
         edition = FULL if index_path.name == INDEX_FILE else index_path.stem.removeprefix("revisions-")
-        last = index[-1]
-        path = folder / last["file"]
-        if not path.exists() or _sha256(path) != last["sha256"]:
-            raise RuntimeError(f"{path}: archived report missing or changed since it was recorded")
-        out.append(PublishedReport(month, last["revision"], path, last["sha256"], False, edition))
+        out.append(PublishedReport(month, found.revision, found.path, found.sha256, False, edition))
     if not out:
         raise LookupError(f"no archived monthly report for {month:%Y-%m} under {folder}")
     return out

@@ -152,6 +152,9 @@ def make_environment(templates_dir: Path) -> Environment:
         num=formatting.fmt_number,
         int=formatting.fmt_int,
         pct=formatting.fmt_pct,
+        # The half-year summary's style: 85%, 92.3%; 12 and 11.5.
+        pct_short=formatting.pct,
+        num_short=formatting.number,
     )
     env.globals.update(
         change=formatting.fmt_change, bar_chart=_bar_chart, line_chart=_line_chart, band_chart=_band_chart
@@ -176,13 +179,13 @@ def _strings(value: Any) -> Iterable[str]:
             yield from _strings(item)
 
 
-def _write_atomically(document: Any, out_path: Path) -> None:
+def _write_atomically(document: Any, out_path: Path, pdf_variant: str | None = None) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             # Our subsets carry no hints, so "keep hints" only skips fontTools' slow hint-stripping pass.
-            document.write_pdf(handle, hinting=True)
+            document.write_pdf(handle, hinting=True, pdf_variant=pdf_variant)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, out_path)
@@ -192,9 +195,17 @@ def _write_atomically(document: Any, out_path: Path) -> None:
 
 
 def render_pdf(
-    template_name: str, context: Mapping[str, Any], out_path: Path, *, templates_dir: Path
+    template_name: str,
+    context: Mapping[str, Any],
+    out_path: Path,
+    *,
+    templates_dir: Path,
+    pdf_variant: str | None = None,
 ) -> RenderResult:
-    """Render ``template_name`` with ``context`` to ``out_path`` (replaced atomically)."""
+    """Render ``template_name`` with ``context`` to ``out_path`` (replaced atomically).
+
+    ``pdf_variant`` is WeasyPrint's, e.g. ``"pdf/a-3b"`` for the archive copy.
+    """
     started = time.perf_counter()
     templates_dir = templates_dir.resolve()
     with _LOCK:
@@ -203,7 +214,7 @@ def render_pdf(
         fetcher = SafeURLFetcher([ASSETS_DIR, templates_dir], allowed_font_files())
         html = HTML(string=html_text, base_url=templates_dir.as_uri() + "/", url_fetcher=fetcher)
         document = html.render(stylesheets=[font_css], font_config=font_config)
-        _write_atomically(document, out_path)
+        _write_atomically(document, out_path, pdf_variant)
     seconds = time.perf_counter() - started
     missing = uncovered_chars(_strings(context))
     log.info(
