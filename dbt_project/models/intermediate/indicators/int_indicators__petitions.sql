@@ -6,14 +6,7 @@ with cases as (
     select
         cases.*,
         calendar.half_year,
-        cast(
-            date_trunc('year', cases.received_date)
-            + case
-                when extract(month from cases.received_date) > 6 then interval '6 months' else
-                    interval '0 months'
-            end
-            as date
-        ) as half_year_start,
+        {{ half_year_start('cases.received_date') }} as half_year_start,
         previous.callback_result as repeat_of_callback_result
     from {{ ref('fct_cases') }} as cases
     inner join {{ ref('dim_date') }} as calendar

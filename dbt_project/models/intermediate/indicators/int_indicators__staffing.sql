@@ -4,12 +4,7 @@
 -- (跟岗), and promotions.
 with half_years as (
 
-    select distinct
-        cast(
-            date_trunc('year', date_day)
-            + case when extract(month from date_day) > 6 then interval '6 months' else interval '0 months' end
-            as date
-        ) as period_start
+    select distinct {{ half_year_start('date_day') }} as period_start
     from {{ ref('dim_date') }}
 
 ),

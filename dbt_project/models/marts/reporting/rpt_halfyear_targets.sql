@@ -59,14 +59,7 @@ resolution as (
     inner join monthly_resolution as so_far
         on
             months.month_start >= so_far.month_start
-            and so_far.month_start >= cast(
-                date_trunc('year', months.month_start)
-                + case
-                    when extract(month from months.month_start) > 6 then interval '6 months' else
-                        interval '0 months'
-                end
-                as date
-            )
+            and so_far.month_start >= {{ half_year_start('months.month_start') }}
     group by months.month_start
 
 ),
