@@ -1,8 +1,9 @@
 """Airflow DAG `halfyear_work_summary`: the 半年工作总结, gated, rendered and mailed.
 
-At 09:00 on 1 July and 1 January, for the half-year just ended: the Great
-Expectations gate on the half-year's last month runs first; only when it
-passes is the summary rendered (figures from the warehouse, words from
+At 10:00 on 2 July and 2 January, for the half-year just ended (after the
+monthly report of its last month, at 08:00, whose risk-model run the summary
+counts): the Great Expectations gate on the half-year's last month runs
+first; only when it passes is the summary rendered (figures from the warehouse, words from
 report_templates/prose/<half-year>.yml, archived by revision) and mailed to
 the leaders once per revision and recipient through the delivery ledger.
 A missing or wrong prose file fails the render with every problem listed.

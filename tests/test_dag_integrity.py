@@ -115,5 +115,5 @@ def test_halfyear_dag_runs_on_1_january_and_1_july_behind_its_gate(dagbag):
         "mail_summary": set(),
     }
     assert all(t.trigger_rule == "all_success" for t in dag.tasks)
-    assert dag.timetable.summary == "0 9 1 1,7 *"
+    assert dag.timetable.summary == "0 10 2 1,7 *"
     assert str(dag.timetable._timezone.name) == "Asia/Shanghai"

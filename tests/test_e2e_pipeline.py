@@ -320,7 +320,7 @@ def _short_pct(value) -> str:
 
 
 def test_halfyear_summary_prints_the_seed_headline_figures_as_sql_computes_them(demo):
-    """The demo's summary is made on 1 July: its first-handling rate is provisional (most first
+    """The demo's summary is made on 2 July: its first-handling rate is provisional (most first
     petitions of April-June are still in their 90-day follow-up) and says so; the other headline
     figures are final and are the seed's. (test_warehouse checks the final rate, 92.3 %.)"""
     (row,) = _query(
@@ -360,14 +360,21 @@ def test_halfyear_summary_prints_the_seed_headline_figures_as_sql_computes_them(
         demo["url"], "SELECT count(*) FROM risk.alerts WHERE as_of_month IN ('2025-05-01', '2025-06-01')"
     )[0]
     assert f"5月至6月共发出风险预警{issued}条" in text
-    # The appendix tables and the target baseline come from the same marts.
-    assert "附件1" in text and "主要指标统计表" in text and "下半年工作目标及基线" in text
-    (baseline,) = _query(
+    # The appendix tables and the target baselines come from the same marts.
+    assert "附件1" in text and "主要指标统计表" in text
+    layout = subprocess.run(
+        ["pdftotext", "-layout", str(_summary_pdf(demo)), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    section = re.sub(r"[ \t]+", "", layout.rsplit("下半年工作目标及基线", 1)[1])
+    baselines = _query(
         demo["url"],
-        "SELECT actual_value FROM marts.rpt_halfyear_targets "
-        "WHERE applies_to = '2025H2' AND target_code = 'township_full_time_ratio' AND is_baseline",
-    )[0]
-    assert _short_pct(baseline) in text
+        "SELECT target_name, actual_value, unit FROM marts.rpt_halfyear_targets "
+        "WHERE applies_to = '2025H2' AND is_baseline ORDER BY target_code",
+    )
+    assert len(baselines) == 3
+    for name, actual, unit in baselines:
+        shown = _short_pct(actual) if unit == "ratio" else f"{int(actual):,}"
+        assert re.search(f"{re.escape(name)}[≥≤][0-9.,%]+{re.escape(shown)}2025年6月", section), (name, shown)
 
 
 def test_halfyear_summary_is_an_official_document_mailed_once_to_the_leaders(demo):
@@ -564,7 +571,7 @@ RERUNS = (
     ("online_petition_ingest", "2025-07-01T01:30:00+08:00"),
     ("grid_ingest", "2025-07-01T01:30:00+08:00"),
     ("monthly_risk_report", "2025-07-02T08:00:00+08:00"),
-    ("halfyear_work_summary", "2025-07-01T09:00:00+08:00"),
+    ("halfyear_work_summary", "2025-07-02T10:00:00+08:00"),
 )
 
 

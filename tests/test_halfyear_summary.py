@@ -115,7 +115,7 @@ def _context(**changes: Any) -> dict[str, Any]:
             {"district_name": "江东区", "current": 3100, "previous": 3500},
             {"district_name": "临河县", "current": 2000, "previous": 2100},
         ],
-        progress=[],
+        progress=changes.pop("progress", []),
         next_targets=[
             {
                 "target_code": "first_handling_resolution_rate",
@@ -135,7 +135,7 @@ def _context(**changes: Any) -> dict[str, Any]:
         quality=QUALITY,
         prose_file=changes.pop("prose_file", PROSE),
     )
-    return context | {"revision": 1, "generated_at": "2025-07-01 09:00"} | changes
+    return context | {"revision": 1, "generated_at": "2025-07-02 10:00"} | changes
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +209,10 @@ def test_half_years_and_their_schedule():
     assert hc.HalfYear(2025, 2).next == hc.HalfYear(2026, 1) and H1.previous == hc.HalfYear(2024, 2)
     with pytest.raises(ValueError, match="expected YYYYH1 or YYYYH2"):
         hc.HalfYear.parse("2025-06")
-    # The DAG runs at 09:00 on 1 July for H1 and on 1 January for the year before's H2.
+    # The DAG runs at 10:00 on 2 July for H1 and on 2 January for the year before's H2.
     for label in ("2025H1", "2025H2"):
         assert halfyear_label_for(halfyear_run_time(label)) == label
-    assert halfyear_run_time("2025H2") == datetime(2026, 1, 1, 9, 0, tzinfo=BUREAU_TZ)
+    assert halfyear_run_time("2025H2") == datetime(2026, 1, 2, 10, 0, tzinfo=BUREAU_TZ)
     assert halfyear_label_for(datetime(2025, 7, 1, 1, 0, tzinfo=BUREAU_TZ)) == "2025H1"
 
 
@@ -271,6 +271,26 @@ def test_wrong_placeholders_and_missing_paragraphs_are_all_listed():
     assert "closing: unbalanced brace" in message
 
 
+def test_more_points_than_the_numerals_and_an_empty_title_are_errors():
+    document = yaml.safe_load(PROSE.read_text(encoding="utf-8"))
+    document["problems"]["points"] = [{"title": f"问题{n}", "text": "内容。"} for n in range(11)]
+    document["title"] = []
+    with pytest.raises(ProseError) as caught:
+        parse_prose(document, "2025H1", hc.figures(ROW, EXTRA, H1))
+    assert "problems.points: 11 points; at most 10 (一是…十是)" in str(caught.value)
+    assert "title: empty list" in str(caught.value)
+
+
+def test_a_missing_rate_fails_the_sentence_instead_of_printing_a_dash():
+    figures = hc.figures(ROW | {"township_full_time_ratio": None}, EXTRA, H1)
+    assert figures["township_full_time_ratio"] is None
+    document = yaml.safe_load(PROSE.read_text(encoding="utf-8"))
+    with pytest.raises(
+        ProseError, match=r"problems\.points\[1\]\.text: placeholder \{township_full_time_ratio\}"
+    ):
+        parse_prose(document, "2025H1", figures)
+
+
 def test_a_figure_the_warehouse_lacks_is_an_error_not_a_blank():
     figures = hc.figures(ROW, EXTRA | {"warnings_issued": None, "risks_defused": None}, H1)
     document = yaml.safe_load(PROSE.read_text(encoding="utf-8"))
@@ -313,7 +333,7 @@ def test_text_carries_the_outline_and_figures(summary_pdf):
         assert figure in text, figure
     assert "一是深化“网格+信访”融合机制。" in text
     assert "附件：1．主要指标统计表" in text
-    assert "市信访局2025年7月1日" in text
+    assert "市信访局2025年7月2日" in text
     assert "下半年工作目标及基线" in text and "≥95%" in text
 
 
@@ -358,6 +378,50 @@ def test_layout_follows_gbt_9704(summary_pdf):
     ]
     assert full, page2
     assert {len(ln["text"]) for ln in full} == {28}
+
+
+def test_progress_on_the_targets_set_last_time_is_an_appendix(tmp_path):
+    progress = [
+        {
+            "target_code": "township_full_time_ratio",
+            "target_name": "乡镇（街道）信访专干配备率",
+            "comparison": ">=",
+            "target_value": 1.0,
+            "unit": "ratio",
+            "set_in": "2024H2",
+            "month_start": date(2025, 6, 1),
+            "actual_value": 0.68,
+            "baseline_value": 0.61,
+            "is_final": True,
+            "is_met": False,
+            "is_baseline": False,
+        },
+        {
+            "target_code": "backlog_open",
+            "target_name": "积案存量",
+            "comparison": "<=",
+            "target_value": 0,
+            "unit": "matters",
+            "set_in": "2024H2",
+            "month_start": date(2025, 6, 1),
+            "actual_value": 0,
+            "baseline_value": 37,
+            "is_final": True,
+            "is_met": True,
+            "is_baseline": False,
+        },
+    ]
+    out = tmp_path / "progress.pdf"
+    render_pdf("halfyear_summary.html.j2", _context(progress=progress), out, templates_dir=TEMPLATES)
+    text = re.sub(r"\s+", "", _text(out))
+    # -layout keeps a table row on one line.
+    layout = subprocess.run(
+        ["pdftotext", "-layout", str(out), "-"], check=True, capture_output=True, text=True
+    )
+    section = re.sub(r"[ \t]+", "", layout.stdout.rsplit("上期确定目标完成情况", 1)[1])
+    assert "乡镇（街道）信访专干配备率≥100%61%68%2025年6月未达成" in section
+    assert "积案存量≤03702025年6月已达成" in section
+    assert "附件：1．主要指标统计表" in text and "4．上期确定目标完成情况" in text
 
 
 def test_fonts_are_embedded(summary_pdf):

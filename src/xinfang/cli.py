@@ -181,7 +181,8 @@ def cmd_report_half_year(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"summary: {published['path']} (revision {published['revision']})")
-    # The PDF/A copy is the records office's; the leaders already have (or get) the mailed one.
+    # The PDF/A variant is the records office's archive copy; the leaders are mailed the plain
+    # summary (by the DAG, or by this command without --pdfa).
     if not args.no_mail and not args.pdfa:
         outcome = tasks.distribute_halfyear_summary(published)
         sent, skipped = len(outcome["sent"]), len(outcome["skipped"])
@@ -339,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gate, render and mail a half-year's work summary (半年工作总结), e.g. 2025H1",
     )
     p.add_argument("half_year", help="YYYYH1 or YYYYH2")
-    p.add_argument("--pdfa", action="store_true", help="write a PDF/A-3b file for the archive (not mailed)")
+    p.add_argument(
+        "--pdfa",
+        action="store_true",
+        help="write the PDF/A-3b variant for the archive instead (never mailed)",
+    )
     p.add_argument("--no-mail", action="store_true")
     p.set_defaults(func=cmd_report_half_year)
     p = report.add_parser(

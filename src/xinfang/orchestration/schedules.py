@@ -23,9 +23,10 @@ HOTLINE_INGEST_SCHEDULE = CronTriggerTimetable("30 1 * * *", timezone=TIMEZONE)
 # The report for month M goes out at 08:00 on the 2nd of M+1, after the last daily load of M.
 MONTHLY_REPORT_SCHEDULE = CronTriggerTimetable("0 8 2 * *", timezone=TIMEZONE)
 
-# The half-year work summary goes out at 09:00 on 1 January and 1 July, for the half-year
-# just ended: the daily loads of its last day finish shortly after midnight.
-HALFYEAR_SUMMARY_SCHEDULE = CronTriggerTimetable("0 9 1 1,7 *", timezone=TIMEZONE)
+# The half-year work summary goes out at 10:00 on 2 January and 2 July, for the half-year
+# just ended: after the monthly report of its last month (08:00 the same day), whose risk
+# model run the summary's warning figures count.
+HALFYEAR_SUMMARY_SCHEDULE = CronTriggerTimetable("0 10 2 1,7 *", timezone=TIMEZONE)
 
 HOTLINE_RAW = Asset("xinfang://warehouse/raw/hotline_work_orders", group="raw")
 WAREHOUSE_MARTS = Asset("xinfang://warehouse/marts/fct_cases", group="marts")
@@ -81,7 +82,7 @@ def halfyear_label_for(logical_date: datetime) -> str:
 def halfyear_run_time(label: str) -> pendulum.DateTime:
     """Inverse of halfyear_label_for: when the scheduler runs the summary of `label` ("2025H1")."""
     year, half = int(label[:4]), int(label[-1])
-    return pendulum.datetime(year if half == 1 else year + 1, 7 if half == 1 else 1, 1, 9, 0, tz=TIMEZONE)
+    return pendulum.datetime(year if half == 1 else year + 1, 7 if half == 1 else 1, 2, 10, 0, tz=TIMEZONE)
 
 
 def period_label(month: date) -> str:

@@ -15,6 +15,7 @@ thousand and more in 万 with two decimals; changes in words (下降11.7%,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -48,7 +49,7 @@ class HalfYear:
 
     @classmethod
     def before(cls, moment: date | datetime) -> HalfYear:
-        """The half-year that ended most recently before `moment` (a run on 1 July covers H1)."""
+        """The half-year that ended most recently before `moment` (a run in July covers H1)."""
         day = moment.date() if isinstance(moment, datetime) else moment
         return cls(day.year, 1) if day.month > 6 else cls(day.year - 1, 2)
 
@@ -177,6 +178,12 @@ def risk_figures(conn: psycopg.Connection, half_year: HalfYear) -> dict[str, Any
     ]
     if not months:
         return none
+    if months[-1] < half_year.last_month:
+        # The summary runs after the last month's report; counting without it would understate.
+        raise LookupError(
+            f"the risk model has run for {months[-1]:%Y-%m} but not yet for {half_year.last_month:%Y-%m}: "
+            f"run the monthly report of {half_year.last_month:%Y-%m} first (the summary follows it)"
+        )
     row = _one(
         conn,
         """
@@ -258,8 +265,14 @@ def district_volumes(conn: psycopg.Connection, half_year: HalfYear) -> list[dict
     )
 
 
-def target_progress(conn: psycopg.Connection, applies_to: HalfYear) -> list[dict[str, Any]]:
-    """Latest month of each target set for `applies_to`, with its baseline."""
+def target_progress(
+    conn: psycopg.Connection, applies_to: HalfYear, *, baseline_only: bool = False
+) -> list[dict[str, Any]]:
+    """Latest month of each target set for `applies_to`, with its baseline.
+
+    ``baseline_only``: the baseline month itself, for the summary that sets the
+    targets (so re-running it later does not print the next half-year's months).
+    """
     exists = _one(conn, "SELECT to_regclass('marts.rpt_halfyear_targets') IS NOT NULL AS ok")
     if not exists or not exists["ok"]:
         return []
@@ -273,10 +286,10 @@ def target_progress(conn: psycopg.Connection, applies_to: HalfYear) -> list[dict
         FROM marts.rpt_halfyear_targets t
         LEFT JOIN marts.rpt_halfyear_targets b
           ON b.applies_to = t.applies_to AND b.target_code = t.target_code AND b.is_baseline
-        WHERE t.applies_to = %s AND t.actual_value IS NOT NULL
+        WHERE t.applies_to = %s AND t.actual_value IS NOT NULL AND (t.is_baseline OR NOT %s)
         ORDER BY t.target_code, t.month_start DESC
         """,
-        (applies_to.label,),
+        (applies_to.label, baseline_only),
     )
 
 
@@ -303,20 +316,27 @@ def figures(row: dict[str, Any], extra: dict[str, Any], half_year: HalfYear) -> 
     """The placeholders a prose file may use, formatted; None where the warehouse has no value."""
     best = row.get("satisfaction_best_in_3_years")
     bounced = extra.get("bounced_departments") or []
+
+    def value(fmt: Callable[[Any], str], raw: Any) -> str | None:
+        # None stays None, so a sentence needing it fails in the prose check instead of printing "—".
+        return None if raw is None else fmt(raw)
+
     return {
         "year": str(half_year.year),
         "half": half_year.name,
         "next_half": half_year.next.name,
-        "petitions_received": fmt_int(row["petitions_received"]),
-        "petitions_received_wan": wan(row["petitions_received"]),
+        "petitions_received": value(fmt_int, row["petitions_received"]),
+        "petitions_received_wan": value(wan, row["petitions_received"]),
         "petitions_yoy": change_words(row.get("petitions_change_yoy")),
         # Final once (nearly) every first petition of the half-year is past its 90-day follow-up.
-        "first_handling_resolution_rate": pct(row.get("first_handling_resolution_rate"))
-        + ("" if first_handling_final(row) else "（暂计）"),
+        "first_handling_resolution_rate": value(
+            lambda rate: pct(rate) + ("" if first_handling_final(row) else "（暂计）"),
+            row.get("first_handling_resolution_rate"),
+        ),
         "first_handling_resolution_yoy": pp_words(row.get("first_handling_resolution_change_pp_yoy")),
-        "repeat_share": pct(row.get("repeat_share")),
+        "repeat_share": value(pct, row.get("repeat_share")),
         "repeat_share_yoy": pp_words(row.get("repeat_share_change_pp_yoy"), up="上升"),
-        "satisfaction_rate": pct(row.get("satisfaction_rate")),
+        "satisfaction_rate": value(pct, row.get("satisfaction_rate")),
         "satisfaction_yoy": pp_words(row.get("satisfaction_change_pp_yoy")),
         "satisfaction_standing": (
             None
@@ -325,27 +345,25 @@ def figures(row: dict[str, Any], extra: dict[str, Any], half_year: HalfYear) -> 
             if best
             else f"较去年同期{pp_words(row.get('satisfaction_change_pp_yoy')) or '持平'}"
         ),
-        "online_share": pct(row.get("online_share")),
+        "online_share": value(pct, row.get("online_share")),
         # The seed prints this share in whole percent (线上信访占比达85%).
-        "online_share_whole": pct_whole(row.get("online_share")),
+        "online_share_whole": value(pct_whole, row.get("online_share")),
         "online_share_yoy": pp_words(row.get("online_share_change_pp_yoy")),
-        "mean_working_days": number(row.get("mean_working_days_to_answer")),
-        "legal_limit_days": number(row.get("legal_limit_days")),
-        "share_under_legal_limit": pct(row.get("share_under_legal_limit")),
-        "township_full_time_ratio": pct(row.get("township_full_time_ratio")),
-        "training_classes": fmt_int(row.get("training_classes")),
-        "training_person_times": fmt_int(row.get("training_person_times")),
-        "cadres_sent_down": fmt_int(row.get("cadres_sent_down")),
-        "cadres_brought_up": fmt_int(row.get("cadres_brought_up")),
-        "cadres_promoted": fmt_int(row.get("cadres_promoted")),
-        "repeats_after_poor_first_handling_share": pct(row.get("repeats_after_unsatisfied_share")),
-        "group_petitions": fmt_int(row.get("group_petitions")),
-        "hotline_solved": fmt_int(extra["hotline_solved"]),
-        "hotline_livelihood_share": (
-            None if extra["hotline_livelihood_share"] is None else pct(extra["hotline_livelihood_share"])
-        ),
+        "mean_working_days": value(number, row.get("mean_working_days_to_answer")),
+        "legal_limit_days": value(number, row.get("legal_limit_days")),
+        "share_under_legal_limit": value(pct, row.get("share_under_legal_limit")),
+        "township_full_time_ratio": value(pct, row.get("township_full_time_ratio")),
+        "training_classes": value(fmt_int, row.get("training_classes")),
+        "training_person_times": value(fmt_int, row.get("training_person_times")),
+        "cadres_sent_down": value(fmt_int, row.get("cadres_sent_down")),
+        "cadres_brought_up": value(fmt_int, row.get("cadres_brought_up")),
+        "cadres_promoted": value(fmt_int, row.get("cadres_promoted")),
+        "repeats_after_poor_first_handling_share": value(pct, row.get("repeats_after_unsatisfied_share")),
+        "group_petitions": value(fmt_int, row.get("group_petitions")),
+        "hotline_solved": value(fmt_int, extra["hotline_solved"]),
+        "hotline_livelihood_share": value(pct, extra["hotline_livelihood_share"]),
         "risk_period": extra["risk_period"],
-        "warnings_issued": None if extra["warnings_issued"] is None else fmt_int(extra["warnings_issued"]),
-        "risks_defused": None if extra["risks_defused"] is None else fmt_int(extra["risks_defused"]),
+        "warnings_issued": value(fmt_int, extra["warnings_issued"]),
+        "risks_defused": value(fmt_int, extra["risks_defused"]),
         "most_bounced_departments": "、".join(d["department_name"] for d in bounced) or None,
     }

@@ -5,15 +5,15 @@ words from the half-year's prose file (xinfang.publish.prose). The PDF is
 archived under ``output/reports/2025H1/`` with one revision per distinct
 content (``revisions.json``), and mailed to the leaders (the recipients of the
 full monthly report) once per revision and recipient through the same
-delivery ledger. ``pdfa=True`` writes a PDF/A-3b file instead, for the
-records office's long-term archive.
+delivery ledger. ``pdfa=True`` writes the PDF/A-3b variant instead, for the
+records office's long-term archive (its own revisions, not mailed).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def build_context(
         monthly=hc.monthly_volumes(conn, half_year),
         districts=hc.district_volumes(conn, half_year),
         progress=hc.target_progress(conn, half_year),
-        next_targets=hc.target_progress(conn, half_year.next),
+        next_targets=hc.target_progress(conn, half_year.next, baseline_only=True),
         quality=quality,
         settings=settings,
         prose_file=prose_file,
@@ -144,8 +144,9 @@ def assemble_context(
 
 
 def _issued_on(half_year: hc.HalfYear) -> str:
-    # The signing date is the first day after the half-year (the DAG's run day), in Arabic numerals.
-    day = half_year.end
+    # The date of issue is the DAG's run day (2 July, 2 January), in Arabic numerals; not the
+    # render time, so a re-run with the same content reproduces the same document.
+    day = half_year.end + timedelta(days=1)
     return f"{day.year}年{day.month}月{day.day}日"
 
 

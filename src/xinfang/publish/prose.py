@@ -2,7 +2,7 @@
 
 One YAML file per half-year (``report_templates/prose/2025H1.yml``) holds
 every paragraph of the summary, following the seed document's outline:
-the preamble, 一、achievements (an overview and three parts of three points),
+the preamble, 一、achievements (an overview and at least three parts with points),
 二、problems, 三、the next half-year's plan, and the closing. A paragraph
 names figures as ``{placeholder}``; `fill` replaces each with the formatted
 figure from the warehouse.
@@ -28,6 +28,8 @@ SUPPORTED_VERSIONS = (1,)
 # How many parts and points the seed's outline has; fewer means a paragraph is missing.
 MIN_ACHIEVEMENT_PARTS = 3
 MIN_POINTS = 1
+# Parts and points are numbered （一）…（十） and 一是…十是.
+MAX_ITEMS = 10
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -170,6 +172,8 @@ class _Reader:
         """A string, or a list of strings for a title broken over lines."""
         value = mapping.get(key)
         if isinstance(value, list):
+            if not value:
+                self.errors.append(f"{key}: empty list (write the title as a string or a list of lines)")
             return tuple(
                 self.text({f"{key}[{n}]": line}, f"{key}[{n}]") for n, line in enumerate(value, start=1)
             )
@@ -210,6 +214,8 @@ class _Reader:
         if not isinstance(items, list) or len(items) < MIN_POINTS:
             self.errors.append(f"{prefix}points: missing (expected a list of {{title, text}})")
             return ()
+        if len(items) > MAX_ITEMS:
+            self.errors.append(f"{prefix}points: {len(items)} points; at most {MAX_ITEMS} (一是…十是)")
         out = []
         for n, item in enumerate(items, start=1):
             where = f"{prefix}points[{n}]."
@@ -222,6 +228,8 @@ class _Reader:
         if not isinstance(items, list) or len(items) < minimum:
             self.errors.append(f"{prefix}parts: missing (expected at least {minimum} parts)")
             return ()
+        if len(items) > MAX_ITEMS:
+            self.errors.append(f"{prefix}parts: {len(items)} parts; at most {MAX_ITEMS} (（一）…（十）)")
         out = []
         for n, item in enumerate(items, start=1):
             where = f"{prefix}parts[{n}]."

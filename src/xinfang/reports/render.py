@@ -8,6 +8,7 @@ could not make the renderer read a local file or reach the network.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import mimetypes
 import os
@@ -145,6 +146,8 @@ def make_environment(templates_dir: Path) -> Environment:
         loader=FileSystemLoader(templates_dir),
         autoescape=True,
         undefined=StrictUndefined,
+        # A missing figure prints as an em dash, never as "None" (as formatting.MISSING).
+        finalize=lambda value: formatting.MISSING if value is None else value,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -171,6 +174,8 @@ def _environment(templates_dir: Path) -> Environment:
 def _strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        yield from _strings(dataclasses.asdict(value))
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _strings(item)
