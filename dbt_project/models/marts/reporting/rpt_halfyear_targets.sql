@@ -72,7 +72,7 @@ township as (
     from {{ ref('dim_month') }} as months
     inner join {{ ref('dim_staff') }} as staff
         on
-            staff.staff_kind in ('乡镇专职', '乡镇兼职')
+            {{ is_township_staff('staff') }}
             and months.month_end between staff.valid_from and coalesce(staff.valid_to, '9999-12-31')
     group by months.month_start
 
