@@ -6,7 +6,7 @@ export PYTHONDONTWRITEBYTECODE :=
 VENV := .venv
 MONTH ?= 2025-06
 
-.PHONY: setup demo test lint airflow clean
+.PHONY: setup test-setup demo test lint airflow clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -19,7 +19,10 @@ lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/xinfang lint-sql
 
-test: setup lint
+test-setup:
+	@XINFANG_BOOTSTRAP_TESTS=1 scripts/bootstrap.sh
+
+test: test-setup lint
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fresh-machine set-up shared by `make demo` and `make test`:
-#   1. the Debian packages the README names (installed when running as root),
+#   1. the Debian packages the README names (installed when running as root;
+#      XINFANG_BOOTSTRAP_TESTS=1 adds what only the tests need),
 #   2. a virtualenv in .venv with the locked dependencies (uv.lock),
 #   3. build-time steps: the dbt manifest and Airflow's metadata database.
 # Safe to run again: each step checks before it acts.
@@ -11,6 +12,10 @@ export PYTHONDONTWRITEBYTECODE=
 PYTHON=${PYTHON:-python3.11}
 UV_VERSION=0.13.8
 DEBIAN_PACKAGES=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils)
+# The test suite starts a real OpenSSH server on loopback for the SFTP delivery tests.
+if [[ ${XINFANG_BOOTSTRAP_TESTS:-} == 1 ]]; then
+    DEBIAN_PACKAGES+=(openssh-server openssh-client)
+fi
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

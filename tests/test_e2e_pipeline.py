@@ -28,6 +28,7 @@ import pytest
 import yaml
 from factories import RecordingHandler, free_port, page_png
 from psycopg.conninfo import conninfo_to_dict
+from sshd import DroppingProxy, running_sshd
 
 from xinfang.ingest.grid import with_dbname
 
@@ -414,34 +415,143 @@ def test_halfyear_summary_is_an_official_document_mailed_once_to_the_leaders(dem
     assert sorted(r[0] for r in rows) == leaders and {r[1] for r in rows} == {"sent"}
 
 
-def test_extract_checksum_rows_and_no_personal_data(demo):
-    package = demo["output"] / "extracts" / "province" / MONTH
-    manifest = json.loads((package / "manifest.json").read_text(encoding="utf-8"))
-    [entry] = manifest["files"]
-    data = (package / entry["name"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-    rows = list(csv.reader(data.decode("utf-8").splitlines()))
-    assert len(rows) - 1 == entry["rows"]
-    assert entry["rows"] == _query(demo["url"], "SELECT count(*) FROM marts.ext_province__cases")[0][0]
-    assert all(c["description"] for c in entry["columns"])
-    delivered = list((demo["output"] / "dropfolder" / "province").glob(f"{MONTH}_v*"))
-    assert len(delivered) == 1
-    assert (delivered[0] / entry["name"]).read_bytes() == data
-    text = data.decode("utf-8")
-    people = _query(
-        demo["url"],
-        """SELECT caller_name, caller_phone, address FROM restricted.hotline_callers
-           WHERE batch_id IN (SELECT batch_id FROM ops.load_batches WHERE file_date >= %s)""",
-        (f"{MONTH}-01",),
+def test_extract_delivered_validated_acknowledged_and_free_of_personal_data(demo):
+    """The month's full extract and the last day's increment reached the drop folder, pass the
+    province's validator, were acknowledged, hold what the warehouse holds, and no identity."""
+    dropfolder = demo["output"] / "dropfolder" / "province"
+    version = json.loads(
+        (demo["output"] / "extracts" / "province")
+        .joinpath(
+            next(
+                p.name
+                for p in (demo["output"] / "extracts" / "province").iterdir()
+                if "_full_2025-06_" in p.name
+            ),
+            "manifest.json",
+        )
+        .read_text(encoding="utf-8")
+    )["schema_version"]
+    city = _query(demo["url"], "SELECT region_code FROM marts.dim_region WHERE region_level = 1")[0][0]
+    names = {
+        f"{city}_full_2025-05_v{version}",
+        f"{city}_full_2025-06_v{version}",
+        f"{city}_daily_2025-06-30_v{version}",
+    }
+    assert {p.name for p in dropfolder.iterdir() if p.is_dir()} == names
+
+    # The demo played the province and validated every package as it arrived (its output says
+    # so); here the province's command checks the day's package again, from its own process.
+    daily = f"{city}_daily_2025-06-30_v{version}"
+    for name in names - {daily}:
+        assert f"province check: {name} accepted" in demo["stdout"]
+    report = demo["output"] / "validate.json"
+    result = _run(["extract", "validate", str(dropfolder / daily), "--json", str(report)], demo["env"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "结论：通过" in result.stdout and "共校验1个数据包：通过1个，不通过0个" in result.stdout
+    assert [r["ok"] for r in json.loads(report.read_text(encoding="utf-8"))] == [True]
+
+    # The province acknowledged both monthly packages (the demo plays the province), and the daily
+    # DAG's follow-up recorded it; the daily package itself awaits its acknowledgement.
+    acks = dict(
+        _query(
+            demo["url"],
+            "SELECT remote_name, status FROM ops.extract_acknowledgements WHERE channel = 'dropfolder'",
+        )
     )
-    assert people
-    # Phones are matched as whole digit runs over the whole file; names and addresses (a sample of
-    # about 200) in its first SAMPLE_SCAN_CHARS: the extract holds three years of matters.
-    phones = {value for person in people for value in person if value and value.isdigit()}
-    words = sorted({value for person in people for value in person if value and len(value) >= 3} - phones)
-    leaks = _leaks(text, phones, words[:: max(1, len(words) // 200)])
-    assert phones and words
-    assert leaks == [], f"{len(leaks)} personal values found in the extract"
+    assert acks == {
+        f"{city}_full_2025-05_v{version}": "accepted",
+        f"{city}_full_2025-06_v{version}": "accepted",
+        f"{city}_daily_2025-06-30_v{version}": "awaiting",
+    }
+
+    june = dropfolder / f"{city}_full_2025-06_v{version}"
+    manifest = json.loads((june / "manifest.json").read_text(encoding="utf-8"))
+    rows = {f["name"]: f["rows"] for f in manifest["files"]}
+    [(matters, identified, events)] = _query(
+        demo["url"],
+        """SELECT count(*), count(*) FILTER (WHERE person_key IS NOT NULL),
+                  (SELECT count(*) FROM marts.fct_case_events
+                   WHERE event_date <= '2025-06-30' AND NOT is_from_duplicate_registration)
+           FROM marts.fct_cases WHERE received_date <= '2025-06-30'""",
+    )
+    assert rows["ext_province__matters.csv"] == matters
+    assert rows["ext_province__matter_events.csv"] == events
+    with open(june / "ext_province__matters.csv", encoding="utf-8", newline="") as fh:
+        keys = [r["person_key"] for r in csv.DictReader(fh)]
+    # Every identified petitioner carries the province's pseudonym, never the city's.
+    assert sum(1 for k in keys if k) == identified > 0
+    city_keys = {
+        r[0]
+        for r in _query(
+            demo["url"], "SELECT DISTINCT person_key FROM marts.fct_cases WHERE person_key IS NOT NULL"
+        )
+    }
+    assert not city_keys & set(keys)
+
+    # Raw identifiers of the daily window, looked for in every file of every package.
+    digits, samples = _personal_values(demo["url"])
+    for package in sorted(names):
+        for path in sorted((dropfolder / package).iterdir()):
+            text = path.read_text(encoding="utf-8")
+            leaks = _leaks(text, digits, samples)
+            assert leaks == [], f"{len(leaks)} personal values found in {package}/{path.name}"
+
+
+def test_daily_extract_over_sftp_survives_a_dropped_connection_and_goes_once(demo, tmp_path):
+    """The daily DAG delivering to a real OpenSSH server: cut mid-upload, retried, delivered once,
+    validated and acknowledged by the province, the acknowledgement recorded by the next run."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with running_sshd(tmp_path / "sshd") as server:
+        env = demo["env"] | {
+            "XINFANG_PROVINCE_SFTP_CONN": "province_sftp",
+            "XINFANG_PROVINCE_SFTP_ROOT": str(inbox),
+        }
+        daily = next((demo["output"] / "extracts" / "province").glob("*_daily_2025-06-30_*"))
+        run = ["dag-test", "province_extract_daily", "--logical-date", "2025-07-01T06:00:00+08:00"]
+
+        # The SSH connection is compressed (the hook's default): the day's ~260 kB of CSV and JSON
+        # cross as ~70 kB, of which the handshake and login are the first few kB.
+        with DroppingProxy(server.port, cut_after=40_000) as proxy:
+            cut = env | dict([server.airflow_env("province_sftp", port=proxy.port)])
+            result = _run(run, cut)
+        assert proxy.cut.is_set() and result.returncode != 0
+        # Never a partial package under the final name: only the hidden staging folder.
+        assert [p.name for p in inbox.iterdir()] == [f".{daily.name}.part"]
+
+        direct = env | dict([server.airflow_env("province_sftp")])
+        result = _run(run, direct)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert sorted(p.name for p in inbox.iterdir()) == [daily.name]
+        [(status, attempts)] = _query(
+            demo["url"],
+            "SELECT status, attempts FROM ops.delivery_ledger "
+            "WHERE channel = 'sftp' AND artifact_key LIKE %s",
+            (f"%{daily.name}",),
+        )
+        assert (status, attempts) == ("sent", 2)
+        arrived = {p.name: p.read_bytes() for p in (inbox / daily.name).iterdir()}
+        assert arrived == {p.name: p.read_bytes() for p in daily.iterdir()}
+
+        # Re-run: nothing uploaded again.
+        stamps = {p.name: p.stat().st_mtime_ns for p in (inbox / daily.name).iterdir()}
+        assert _run(run, direct).returncode == 0
+        assert {p.name: p.stat().st_mtime_ns for p in (inbox / daily.name).iterdir()} == stamps
+        assert _query(
+            demo["url"],
+            "SELECT attempts FROM ops.delivery_ledger WHERE channel = 'sftp' AND artifact_key LIKE %s",
+            (f"%{daily.name}",),
+        ) == [(2,)]
+
+        # The province validates and acknowledges; the next run records it.
+        check = _run(["extract", "validate", str(inbox), "--ack"], demo["env"])
+        assert check.returncode == 0 and "结论：通过" in check.stdout, check.stdout[-3000:]
+        assert _run(run, direct).returncode == 0
+        assert _query(
+            demo["url"],
+            "SELECT status FROM ops.extract_acknowledgements WHERE channel = 'sftp' AND remote_name = %s",
+            (daily.name,),
+        ) == [("accepted",)]
 
 
 def test_all_three_sources_loaded_and_every_batch_reconciles(demo):
@@ -572,6 +682,7 @@ RERUNS = (
     ("grid_ingest", "2025-07-01T01:30:00+08:00"),
     ("monthly_risk_report", "2025-07-02T08:00:00+08:00"),
     ("halfyear_work_summary", "2025-07-02T10:00:00+08:00"),
+    ("province_extract_daily", "2025-07-01T06:00:00+08:00"),
 )
 
 
@@ -708,7 +819,7 @@ def test_failed_quality_gate_publishes_nothing(demo):
     assert summary["passed"] is False
     assert not (demo["output"] / "reports" / april).exists()
     assert not list((demo["output"] / "outbox").glob(f"monthly_report-{april}*"))
-    assert not (demo["output"] / "extracts" / "province" / april).exists()
+    assert not list((demo["output"] / "extracts" / "province").glob(f"*_full_{april}_*"))
     assert (
         _query(demo["url"], "SELECT count(*) FROM risk.model_runs WHERE as_of_month = '2025-04-01'")[0][0]
         == 0

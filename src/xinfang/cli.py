@@ -128,6 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     for name, path in result.outputs.items():
         print(f"  {name:<11} {path}")
+    for verdict in result.province_checks:
+        print(f"  province check: {verdict} (xinfang extract validate)")
     return 0
 
 
@@ -393,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_arguments(p)
     p.set_defaults(func=cmd_risk_evaluate)
+
+    extract = sub.add_parser("extract", help="the provincial extract: validate, build, deliver, schema")
+    from xinfang.extract.commands import add_arguments as add_extract_arguments
+
+    add_extract_arguments(extract.add_subparsers(dest="extract", required=True), _month, _day)
     return parser
 
 

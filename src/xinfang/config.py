@@ -38,6 +38,11 @@ class Settings:
     smtp_port: int
     smtp_sender: str
     bureau_name: str
+    # Set: deliver the provincial extract over SFTP with this Airflow connection
+    # into province_sftp_root; unset: into the drop folder (demo, development).
+    province_sftp_conn_id: str | None = None
+    province_sftp_root: str = "inbox"
+    province_ack_timeout_hours: float = 24.0
 
     @property
     def landing_dir(self) -> Path:
@@ -76,6 +81,10 @@ class Settings:
         return self.project_root / "dags"
 
     @property
+    def province_dropfolder(self) -> Path:
+        return self.output_dir / "dropfolder" / "province"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.output_dir / "outbox"
 
@@ -95,13 +104,30 @@ class Settings:
         """
         if env := os.environ.get("XINFANG_PII_KEY"):
             return env.encode()
-        key_file = self.data_dir / "secrets" / "pii.key"
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.parent.chmod(0o700)
-            key_file.write_text(secrets.token_hex(32))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip().encode()
+        return _development_key(self.data_dir / "secrets" / "pii.key")
+
+    @cached_property
+    def province_key(self) -> bytes:
+        """Key the provincial bureau issues for the person key of its extract.
+
+        Every city hashes identities with the same province key, so the province
+        can link one petitioner across cities without ever seeing an identity.
+        Production passes it in XINFANG_PROVINCE_KEY; development and the demo get
+        a random local key (which the province could not link, by design).
+        """
+        if env := os.environ.get("XINFANG_PROVINCE_KEY"):
+            return env.encode()
+        return _development_key(self.data_dir / "secrets" / "province.key")
+
+
+def _development_key(key_file: Path) -> bytes:
+    """A random key kept in the data folder (never the repository), created on first use."""
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.parent.chmod(0o700)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip().encode()
 
 
 def get_settings() -> Settings:
@@ -115,4 +141,7 @@ def get_settings() -> Settings:
         smtp_port=int(os.environ.get("XINFANG_SMTP_PORT", "25")),
         smtp_sender=os.environ.get("XINFANG_SMTP_SENDER", "xinfang-dw@xfj.example.gov.cn"),
         bureau_name=os.environ.get("XINFANG_BUREAU_NAME", "市信访局"),
+        province_sftp_conn_id=os.environ.get("XINFANG_PROVINCE_SFTP_CONN") or None,
+        province_sftp_root=os.environ.get("XINFANG_PROVINCE_SFTP_ROOT", "inbox"),
+        province_ack_timeout_hours=float(os.environ.get("XINFANG_PROVINCE_ACK_HOURS", "24")),
     )

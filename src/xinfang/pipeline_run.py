@@ -36,6 +36,7 @@ class MonthRun:
     month: date
     ingest_runs: int
     outputs: dict[str, Path]
+    province_checks: list[str]  # "<package> accepted|rejected", the province side's verdicts
 
 
 def month_days(month: date) -> list[date]:
@@ -129,7 +130,12 @@ def run_month(
     every day of `month` and of `history_months` before it through the daily DAGs, then
     transform, and gate, model, publish and mail the report of each of those months; when
     `month` ends a half-year (June, December), also the half-year work summary."""
-    from xinfang.orchestration.schedules import halfyear_run_time, ingest_run_time, report_run_time
+    from xinfang.orchestration.schedules import (
+        daily_extract_run_time,
+        halfyear_run_time,
+        ingest_run_time,
+        report_run_time,
+    )
     from xinfang.sim import grid_system
     from xinfang.sim.hotline import SimConfig, write_exports
     from xinfang.sim.world import build_world, write_ground_truth
@@ -162,6 +168,10 @@ def run_month(
     # Every month's report, oldest first: each follows up the warnings of the month before.
     for report_month in _months(first, month):
         run_dag(dags["monthly_risk_report"], logical_date=report_run_time(report_month))
+    # The province's side: validate what arrived in the drop folder and acknowledge it; then the
+    # daily extract of the month's last day, whose follow-up task records those acknowledgements.
+    province_checks = acknowledge_dropfolder(settings.province_dropfolder)
+    run_dag(dags["province_extract_daily"], logical_date=daily_extract_run_time(days[-1]))
     label = f"{month:%Y-%m}"
     summaries = {}
     if month.month in (6, 12):
@@ -171,15 +181,32 @@ def run_month(
     return MonthRun(
         month=month,
         ingest_runs=len(days) * 3,
+        province_checks=province_checks,
         outputs=summaries
         | {
             "report": settings.output_dir / "reports" / label,
             "outbox": settings.outbox_dir,
-            "extract": settings.output_dir / "extracts" / "province" / label,
-            "dropfolder": settings.output_dir / "dropfolder" / "province",
+            "extract": settings.output_dir / "extracts" / "province",
+            "dropfolder": settings.province_dropfolder,
             "quality": settings.output_dir / "quality" / label,
         },
     )
+
+
+def acknowledge_dropfolder(dropfolder: Path) -> list[str]:
+    """Play the province: validate every package in the drop folder and write its acknowledgement."""
+    from xinfang.extract.commands import acknowledge, packages_under
+    from xinfang.extract.validate import validate_package
+
+    verdicts = []
+    for package in packages_under(dropfolder):
+        if (dropfolder / f"{package.name}.ack.json").exists():
+            continue
+        report = validate_package(package)
+        acknowledge(report)
+        log.info("province side: %s %s", package.name, "accepted" if report.ok else "rejected")
+        verdicts.append(f"{package.name} {'accepted' if report.ok else 'rejected'}")
+    return verdicts
 
 
 def _months(first: date, last: date) -> list[date]:

@@ -1,21 +1,10 @@
-"""Data extracts for external parties (the provincial petition bureau)."""
+"""The standardized extract for the provincial petition bureau.
 
-from xinfang.extract.province import (
-    DropDelivery,
-    ExtractError,
-    ExtractFile,
-    ExtractResult,
-    build_extract,
-    deliver_extract_to_dropfolder,
-    verify_extract,
-)
-
-__all__ = [
-    "DropDelivery",
-    "ExtractError",
-    "ExtractFile",
-    "ExtractResult",
-    "build_extract",
-    "deliver_extract_to_dropfolder",
-    "verify_extract",
-]
+- schema: the published, versioned schema and which rows each package holds;
+- person_keys: the province-keyed pseudonym of each petitioner;
+- package: build a Frictionless Data Package with a checksum manifest;
+- validate: check a package (both sides of the delivery);
+- transfer: move a package to the receiver atomically and resumably;
+- delivery: deliver once through the ledger, follow up acknowledgements;
+- commands: `xinfang extract ...`.
+"""

@@ -95,6 +95,17 @@ CREATE TABLE IF NOT EXISTS restricted.hotline_callers (
     PRIMARY KEY (batch_id, source_row)
 );
 
+-- The province's pseudonym of each person the city knows by person_key: an
+-- HMAC of the same identifier under the key the provincial bureau issues
+-- (xinfang.extract.person_keys fills it from restricted). Keys only, no
+-- identities, hence outside restricted; key_id says which province key made it.
+CREATE TABLE IF NOT EXISTS raw.province_person_keys (
+    person_key text PRIMARY KEY,
+    province_person_key text NOT NULL,
+    key_id text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Reporting users read marts only; nobody but the owner reads restricted.
 REVOKE ALL ON SCHEMA restricted FROM PUBLIC;
 DO $$

@@ -28,6 +28,10 @@ MONTHLY_REPORT_SCHEDULE = CronTriggerTimetable("0 8 2 * *", timezone=TIMEZONE)
 # model run the summary's warning figures count.
 HALFYEAR_SUMMARY_SCHEDULE = CronTriggerTimetable("0 10 2 1,7 *", timezone=TIMEZONE)
 
+# The province's daily incremental extract of the day before, long after the night's loads
+# (01:30) and the warehouse rebuild they trigger; it waits (retries) if they are late.
+PROVINCE_EXTRACT_DAILY_SCHEDULE = CronTriggerTimetable("0 6 * * *", timezone=TIMEZONE)
+
 HOTLINE_RAW = Asset("xinfang://warehouse/raw/hotline_work_orders", group="raw")
 WAREHOUSE_MARTS = Asset("xinfang://warehouse/marts/fct_cases", group="marts")
 
@@ -60,6 +64,12 @@ def ingest_run_time(export_day: date) -> pendulum.DateTime:
     """Inverse of export_day_for: when the scheduler runs the load of `export_day`."""
     nxt = export_day + timedelta(days=1)
     return pendulum.datetime(nxt.year, nxt.month, nxt.day, 1, 30, tz=TIMEZONE)
+
+
+def daily_extract_run_time(day: date) -> pendulum.DateTime:
+    """When the scheduler runs the daily extract of `day` (its data day is export_day_for's)."""
+    nxt = day + timedelta(days=1)
+    return pendulum.datetime(nxt.year, nxt.month, nxt.day, 6, 0, tz=TIMEZONE)
 
 
 def report_month_for(logical_date: datetime) -> date:

@@ -139,15 +139,33 @@ def distribute_halfyear_summary(published: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_province_extract(logical_date: datetime) -> dict[str, Any]:
-    from xinfang.publish.province_extract import build
+    """The report month's full extract for the province (runs after the month's quality gate)."""
+    from xinfang.publish.province_extract import build_month
 
     month = report_month_for(logical_date)
     with db.connect() as conn:
-        result = build(conn, month)
+        package = build_month(conn, month)
+    return _package_summary(package)
+
+
+def build_daily_province_extract(logical_date: datetime) -> dict[str, Any]:
+    """The incremental extract of the day before `logical_date`, once its loads reached the marts."""
+    from xinfang.publish.province_extract import build_day, require_day_in_marts
+
+    day = export_day_for(logical_date)
+    with db.connect() as conn:
+        require_day_in_marts(conn, day)
+        package = build_day(conn, day)
+    return _package_summary(package)
+
+
+def _package_summary(package: Any) -> dict[str, Any]:
     return {
-        "path": str(result.path),
-        "rows": sum(f.rows for f in result.files),
-        "content_sha256": result.content_sha256,
+        "path": str(package.path),
+        "name": package.name,
+        "rows": package.rows,
+        "bytes": package.bytes,
+        "content_sha256": package.content_sha256,
     }
 
 
@@ -156,7 +174,19 @@ def deliver_province_extract(built: dict[str, Any]) -> dict[str, Any]:
 
     with db.connect(autocommit=True) as conn:
         delivery = deliver(conn, Path(built["path"]))
-    return {"status": delivery.status, "target": str(delivery.target)}
+    return {"status": delivery.status, "target": delivery.remote_path, "bytes_sent": delivery.bytes_sent}
+
+
+def follow_up_province_extracts() -> dict[str, Any]:
+    """Record the province's acknowledgements; redeliver packages not acknowledged in time."""
+    from xinfang.publish.province_extract import follow_up
+
+    with db.connect(autocommit=True) as conn:
+        outcomes = follow_up(conn)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts
 
 
 def ingest_grid_events(logical_date: datetime) -> dict[str, Any]:
