@@ -123,13 +123,12 @@ def test_halfyear_dag_runs_on_1_january_and_1_july_behind_its_gate(dagbag):
 def test_daily_extract_dag_delivers_only_what_it_built_and_always_follows_up(dagbag):
     dag = dagbag.dags["province_extract_daily"]
     downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    # The follow-up of earlier packages does not wait for today's build (its gate may hold it
+    # back), and no all_done leaf can turn a failed build into a successful run.
     assert downstream == {
         "build_extract": {"deliver_extract"},
-        "deliver_extract": {"follow_up_acknowledgements"},
+        "deliver_extract": set(),
         "follow_up_acknowledgements": set(),
     }
-    trigger = {t.task_id: t.trigger_rule for t in dag.tasks}
-    # A failed build stops the delivery; acknowledgements of earlier packages are read regardless.
-    assert trigger["deliver_extract"] == "all_success"
-    assert trigger["follow_up_acknowledgements"] == "all_done"
+    assert all(t.trigger_rule == "all_success" for t in dag.tasks)
     assert dag.timetable.summary == "0 6 * * *"

@@ -356,7 +356,15 @@ def test_schema_drift_stops_the_build(conn, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "what"),
-    [("来电13812345678反映", "手机号"), ("110105199001010029", "身份证号"), ("人民路12号", "门牌地址")],
+    [
+        ("来电13812345678反映", "手机号"),
+        ("电话138-1234-5678", "手机号"),
+        ("+86 138 1234 5678", "手机号"),
+        ("110105199001010029", "身份证号"),
+        ("110105900101002", "身份证号"),
+        ("人民路12号", "门牌地址"),
+        ("3栋2单元501室", "门牌地址"),
+    ],
 )
 def test_personal_data_in_any_cell_stops_the_build(conn, tmp_path, value, what) -> None:
     conn.execute(
@@ -469,46 +477,51 @@ def test_validate_command_reports_in_chinese_and_acknowledges(conn, tmp_path) ->
 # --- delivery ------------------------------------------------------------------------------------
 
 
+def _channel() -> str:
+    """A channel of the test's own: the ledger and acknowledgements are shared by the module."""
+    return f"dropfolder-{uuid.uuid4().hex[:8]}"
+
+
 def test_delivery_goes_once_and_follows_up_acknowledgements(conn, tmp_path) -> None:
-    # Unique city code: the ledger is shared by the session.
     city = f"T{uuid.uuid4().hex[:6]}"
+    channel = _channel()
     package = build_package(
         conn, Period.month(date(2025, 6, 1)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
     )
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     store = LocalStore()
-    first = delivery.deliver(conn, package.path, store, channel="dropfolder", remote_root=str(inbox))
+    first = delivery.deliver(conn, package.path, store, channel=channel, remote_root=str(inbox))
     assert first.status == "delivered" and first.bytes_sent == package.bytes
     delivered = inbox / package.name
     assert sorted(p.name for p in inbox.iterdir()) == [package.name]
     assert validate_package(delivered).ok
     assert (
-        delivery.deliver(conn, package.path, store, channel="dropfolder", remote_root=str(inbox)).status
+        delivery.deliver(conn, package.path, store, channel=channel, remote_root=str(inbox)).status
         == "skipped"
     )
 
     # No acknowledgement yet, not overdue: waiting.
-    [waiting] = delivery.check_acknowledgements(conn, store, channel="dropfolder")
+    [waiting] = delivery.check_acknowledgements(conn, store, channel=channel)
     assert waiting.status == "awaiting" and waiting.artifact_key == first.artifact_key
 
     # Overdue and gone from the inbox: uploaded again, deadline moved on.
     shutil.rmtree(delivered)
     later = datetime.now(BUREAU_TZ) + timedelta(hours=25)
-    [again] = delivery.check_acknowledgements(conn, store, channel="dropfolder", now=later)
+    [again] = delivery.check_acknowledgements(conn, store, channel=channel, now=later)
     assert (again.status, again.detail) == ("redelivered", "uploaded")
     assert validate_package(delivered).ok
-    [still] = delivery.check_acknowledgements(conn, store, channel="dropfolder", now=later)
+    [still] = delivery.check_acknowledgements(conn, store, channel=channel, now=later)
     assert still.status == "awaiting"
 
     # An acknowledgement of other content proves nothing; the receiver's real one is recorded.
     write_ack(store, str(inbox), package.name, Ack(package.name, "accepted", later, "0" * 64))
-    [ignored] = delivery.check_acknowledgements(conn, store, channel="dropfolder")
+    [ignored] = delivery.check_acknowledgements(conn, store, channel=channel)
     assert ignored.status == "awaiting"
     acknowledge(validate_package(delivered))
-    [accepted] = delivery.check_acknowledgements(conn, store, channel="dropfolder")
+    [accepted] = delivery.check_acknowledgements(conn, store, channel=channel)
     assert accepted.status == "accepted"
-    assert delivery.check_acknowledgements(conn, store, channel="dropfolder") == []
+    assert delivery.check_acknowledgements(conn, store, channel=channel) == []
     row = conn.execute(
         "SELECT status, redeliveries FROM ops.extract_acknowledgements WHERE artifact_key = %s",
         (first.artifact_key,),
@@ -517,6 +530,7 @@ def test_delivery_goes_once_and_follows_up_acknowledgements(conn, tmp_path) -> N
 
 
 def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_path) -> None:
+    channel = _channel()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     store = LocalStore()
@@ -528,7 +542,7 @@ def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_pat
                 conn, Period.day(date(2025, 6, 30)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
             )
         )
-        delivery.deliver(conn, packages[-1].path, store, channel="dropfolder", remote_root=str(inbox))
+        delivery.deliver(conn, packages[-1].path, store, channel=channel, remote_root=str(inbox))
     rejected, silent = packages
     write_ack(
         store,
@@ -544,37 +558,96 @@ def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_pat
     )
     later = datetime.now(BUREAU_TZ) + timedelta(hours=25)
     with pytest.raises(delivery.AcknowledgementError, match="行数不符"):
-        delivery.check_acknowledgements(conn, store, channel="dropfolder", now=later, max_redeliveries=1)
+        delivery.check_acknowledgements(conn, store, channel=channel, now=later, max_redeliveries=1)
     # The silent one was redelivered once (verified in place); the next overdue look gives up.
-    with pytest.raises(delivery.AcknowledgementError, match="no acknowledgement after 1 redeliveries"):
+    with pytest.raises(
+        delivery.AcknowledgementError, match="no acknowledgement after 1 redeliveries"
+    ) as caught:
         delivery.check_acknowledgements(
-            conn, store, channel="dropfolder", now=later + timedelta(hours=25), max_redeliveries=1
+            conn, store, channel=channel, now=later + timedelta(hours=25), max_redeliveries=1
         )
     assert read_package(inbox / silent.name).content_sha256 == silent.content_sha256
+    # The rejection is still reported: a retry of the task must not make it pass.
+    assert "行数不符" in str(caught.value)
+
+    # A corrected revision closes it.
+    corrected = build_package(
+        conn,
+        Period.day(date(2025, 6, 30)),
+        tmp_path / "out",
+        city_code=rejected.name.split("_")[0],
+        province_key_id=KEY_ID,
+        folder_name=f"{rejected.name}_r2",
+    )
+    delivery.deliver(conn, corrected.path, store, channel=channel, remote_root=str(inbox), revision=2)
+    with pytest.raises(delivery.AcknowledgementError) as caught:
+        delivery.check_acknowledgements(
+            conn, store, channel=channel, now=later + timedelta(hours=50), max_redeliveries=1
+        )
+    assert "行数不符" not in str(caught.value) and silent.name in str(caught.value)
+
+
+def test_one_bad_acknowledgement_does_not_stop_the_follow_up_of_the_others(conn, tmp_path) -> None:
+    channel = _channel()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    store = LocalStore()
+    packages = []
+    for _ in range(2):
+        city = f"T{uuid.uuid4().hex[:6]}"
+        packages.append(
+            build_package(
+                conn, Period.day(date(2025, 6, 30)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
+            )
+        )
+        delivery.deliver(conn, packages[-1].path, store, channel=channel, remote_root=str(inbox))
+    broken, good = packages
+    (inbox / f"{broken.name}.ack.json").write_text('{"package": "x"', encoding="utf-8")
+    acknowledge(validate_package(inbox / good.name))
+    with pytest.raises(delivery.AcknowledgementError, match=f"{broken.name}: follow-up failed"):
+        delivery.check_acknowledgements(conn, store, channel=channel)
+    statuses = dict(
+        conn.execute(
+            "SELECT remote_name, status FROM ops.extract_acknowledgements WHERE channel = %s", (channel,)
+        ).fetchall()
+    )
+    assert statuses == {broken.name: "awaiting", good.name: "accepted"}
 
 
 def test_a_changed_package_is_not_delivered_under_the_same_revision(conn, tmp_path) -> None:
     city = f"T{uuid.uuid4().hex[:6]}"
+    channel = _channel()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     store = LocalStore()
     package = build_package(
         conn, Period.day(date(2025, 6, 30)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
     )
-    delivery.deliver(conn, package.path, store, channel="dropfolder", remote_root=str(inbox))
+    delivery.deliver(conn, package.path, store, channel=channel, remote_root=str(inbox))
     conn.execute("UPDATE marts.ext_province__matters SET group_size = 7 WHERE matter_id = 'XF-2'")
     try:
         changed = build_package(
             conn, Period.day(date(2025, 6, 30)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
+        )
+        corrected = build_package(
+            conn,
+            Period.day(date(2025, 6, 30)),
+            tmp_path / "out",
+            city_code=city,
+            province_key_id=KEY_ID,
+            folder_name=f"{package.name}_r2",
         )
     finally:
         conn.execute("UPDATE marts.ext_province__matters SET group_size = 1 WHERE matter_id = 'XF-2'")
     from xinfang.delivery.ledger import ArtifactChangedError
 
     with pytest.raises(ArtifactChangedError):
-        delivery.deliver(conn, changed.path, store, channel="dropfolder", remote_root=str(inbox))
+        delivery.deliver(conn, changed.path, store, channel=channel, remote_root=str(inbox))
+    # The folder says which revision it is.
+    with pytest.raises(ExtractError, match="not revision 2"):
+        delivery.deliver(conn, changed.path, store, channel=channel, remote_root=str(inbox), revision=2)
     second = delivery.deliver(
-        conn, changed.path, store, channel="dropfolder", remote_root=str(inbox), revision=2
+        conn, corrected.path, store, channel=channel, remote_root=str(inbox), revision=2
     )
     assert second.status == "delivered" and second.remote_path.endswith(f"{package.name}_r2")
     assert validate_package(inbox / f"{package.name}_r2").ok
@@ -587,11 +660,29 @@ def test_the_receivers_guide_lists_every_published_field() -> None:
     assert f"当前模式版本 **{published.SCHEMA_VERSION}**" in guide
     for resource in published.load_schema()["resources"]:
         assert f"`{resource['name']}.csv`" in guide
+        types = {
+            "string": "文本",
+            "integer": "整数",
+            "date": "日期",
+            "datetime": "日期时间",
+            "boolean": "布尔",
+        }
         for field in resource["schema"]["fields"]:
-            assert f"| `{field['name']}` | {field['title']} |" in guide, (resource["name"], field["name"])
+            required = "是" if field.get("constraints", {}).get("required") else ""
+            cells = [
+                f"`{field['name']}`",
+                field["title"],
+                types[field["type"]],
+                required,
+                field["description"],
+            ]
+            row = "| " + " | ".join(cells) + " |"
+            assert row in guide, (resource["name"], field["name"])
 
 
-def test_a_delivered_package_is_not_rebuilt_when_its_interval_runs_again(conn, warehouse, workdirs, monkeypatch):
+def test_a_delivered_package_is_not_rebuilt_when_its_interval_runs_again(
+    conn, warehouse, workdirs, monkeypatch
+):
     """Re-running a DAG for a delivered period changes nothing, even if the warehouse moved on."""
     from xinfang.config import get_settings
     from xinfang.publish import province_extract
@@ -616,3 +707,165 @@ def test_a_delivered_package_is_not_rebuilt_when_its_interval_runs_again(conn, w
     # Not yet delivered (another day): built from the current data.
     other = province_extract.build(conn, Period.day(date(2025, 6, 29)), settings)
     assert [r["matter_id"] for r in _rows(other.path, "ext_province__matters")] == ["HL-3"]
+
+
+def _edit(package: Path, file_name: str, text: str | bytes) -> None:
+    """Replace a file and make manifest (and descriptor hash) agree, as a sender would."""
+    target = package / file_name
+    target.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    descriptor = json.loads((package / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+    for resource in descriptor["resources"]:
+        if resource["path"] == file_name:
+            resource["bytes"] = target.stat().st_size
+            resource["hash"] = "sha256:" + file_sha256(target)
+    (package / DESCRIPTOR_NAME).write_text(json.dumps(descriptor, ensure_ascii=False), encoding="utf-8")
+    manifest = json.loads((package / MANIFEST_NAME).read_text(encoding="utf-8"))
+    for entry in manifest["files"]:
+        if entry["name"] in (file_name, DESCRIPTOR_NAME):
+            entry["bytes"] = (package / entry["name"]).stat().st_size
+            entry["sha256"] = file_sha256(package / entry["name"])
+    (package / MANIFEST_NAME).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+
+def test_a_data_file_the_descriptor_does_not_name_cannot_slip_through(conn, tmp_path) -> None:
+    package = _build(conn, Period.day(date(2025, 6, 30)), tmp_path).path
+    (package / "people.csv").write_text("x\n1\n", encoding="utf-8")
+    manifest = json.loads((package / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["files"].append(
+        {"name": "people.csv", "rows": 1, "bytes": 4, "sha256": file_sha256(package / "people.csv")}
+    )
+    (package / MANIFEST_NAME).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    report = validate_package(package)
+    assert any("people.csv 不是描述文件中的资源" in f.message for f in report.findings), report.text()
+
+
+def test_descriptor_properties_outside_the_allow_list_are_refused(conn, tmp_path) -> None:
+    package = _build(conn, Period.day(date(2025, 6, 30)), tmp_path).path
+    descriptor = json.loads((package / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+    descriptor["resources"][0]["dialect"] = {"delimiter": ";"}
+    descriptor["profile"] = "data-package"
+    _edit(package, DESCRIPTOR_NAME, json.dumps(descriptor, ensure_ascii=False))
+    report = validate_package(package)
+    messages = [f.message for f in report.findings]
+    assert "不允许的属性 dialect" in messages and "不允许的属性 profile" in messages, report.text()
+
+
+def test_malformed_input_gives_findings_not_a_crash(conn, tmp_path) -> None:
+    gbk = _build(conn, Period.day(date(2025, 6, 30)), tmp_path / "a").path
+    text = (gbk / "ext_province__matters.csv").read_text(encoding="utf-8")
+    _edit(gbk, "ext_province__matters.csv", text.encode("gbk"))
+    report = validate_package(gbk)
+    assert not report.ok and "结论：不通过" in report.text()
+    assert any("UnicodeDecodeError" in f.message for f in report.findings), report.text()
+
+    odd = _build(conn, Period.day(date(2025, 6, 30)), tmp_path / "b").path
+    manifest = json.loads((odd / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["files"][0]["bytes"] = "abc"
+    manifest["kind"] = []
+    (odd / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    report = validate_package(odd)
+    assert any("字节数为" in f.message for f in report.findings)
+    assert "结论：不通过" in report.text()
+
+    rows = _build(conn, Period.day(date(2025, 6, 30)), tmp_path / "c").path
+    manifest = json.loads((rows / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["files"][0]["rows"] += 1
+    (rows / MANIFEST_NAME).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    assert any("数据行数为" in f.message for f in validate_package(rows).findings)
+
+
+def test_symlinks_in_a_package_are_refused(conn, tmp_path) -> None:
+    package = _build(conn, Period.day(date(2025, 6, 30)), tmp_path).path
+    secret = tmp_path / "secret.md"
+    shutil.copy(package / "CHANGELOG.md", secret)
+    (package / "CHANGELOG.md").unlink()
+    (package / "CHANGELOG.md").symlink_to(secret)
+    report = validate_package(package)
+    assert any(f.location == "CHANGELOG.md" and "不是普通文件" in f.message for f in report.findings)
+
+
+def test_revision_folders_validate_and_a_folder_without_manifest_is_rejected(conn, tmp_path) -> None:
+    inbox = tmp_path / "inbox"
+    built = _build(conn, Period.day(date(2025, 6, 30)), inbox)
+    shutil.copytree(built.path, inbox / f"{built.name}_r10")
+    assert validate_package(inbox / f"{built.name}_r10").ok
+    (inbox / "junk").mkdir()
+    (inbox / "junk" / "ext_province__matters.csv").write_text("matter_id\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    run = subprocess.run(
+        [sys.executable, "-m", "xinfang.cli", "extract", "validate", str(inbox / "junk"), "--ack"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 1 and "结论：不通过" in run.stdout, run.stdout + run.stderr
+    ack = json.loads((inbox / "junk.ack.json").read_text(encoding="utf-8"))
+    assert ack["status"] == "rejected" and ack["manifest_sha256"] == ""
+
+
+def test_the_daily_gate_waits_for_every_load_and_a_good_rebuild_after_them(conn) -> None:
+    from xinfang.publish.province_extract import DayNotReady, require_day_ready
+
+    conn.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS ops.load_batches (source text, file_date date, status text, "
+        "finished_at timestamptz)"
+    )
+    day = date(2031, 1, 2)
+    loaded = datetime(2031, 1, 3, 1, 40, tzinfo=BUREAU_TZ)
+    conn.execute(
+        "INSERT INTO ops.load_batches VALUES ('hotline', %s, 'loaded', %s), "
+        "('grid_events', %s, 'loaded', %s), ('online_petitions', %s, 'failed', %s)",
+        (day, loaded, day, loaded, day, loaded),
+    )
+    with pytest.raises(DayNotReady, match="online_petitions"):
+        require_day_ready(conn, day, loaded + timedelta(hours=1))
+    conn.execute(
+        "INSERT INTO ops.load_batches VALUES ('online_petitions', %s, 'loaded', %s)",
+        (day, loaded + timedelta(minutes=5)),
+    )
+    with pytest.raises(DayNotReady, match="never"):
+        require_day_ready(conn, day, None)
+    with pytest.raises(DayNotReady, match="not been rebuilt"):
+        require_day_ready(conn, day, loaded + timedelta(minutes=4))
+    require_day_ready(conn, day, loaded + timedelta(minutes=6))
+
+
+def test_a_package_in_the_ledger_is_frozen_even_after_a_failed_delivery(
+    conn, warehouse, workdirs, monkeypatch
+):
+    from xinfang.config import get_settings
+    from xinfang.delivery import ledger
+    from xinfang.publish import province_extract
+
+    monkeypatch.setenv("XINFANG_DATABASE_URL", warehouse)
+    settings = get_settings()
+    day = Period.day(date(2025, 6, 29))
+    built = province_extract.build(conn, day, settings)
+    # A delivery that was claimed and failed (the link was down): the ledger holds the content.
+    delivery.ensure_tables(conn)
+    key = ledger.DeliveryKey(delivery.artifact_key(built), 1, "dropfolder", delivery.PROVINCE_RECIPIENT)
+    ledger.claim(
+        conn,
+        key,
+        kind=delivery.EXTRACT_KIND,
+        artifact_path=str(built.path),
+        sha256=built.content_sha256,
+        size_bytes=built.bytes,
+        message_id=None,
+    )
+    ledger.mark_failed(conn, key, "OSError: link down")
+    conn.execute("UPDATE marts.ext_province__matters SET group_size = 9 WHERE matter_id = 'HL-3'")
+    try:
+        assert province_extract.build(conn, day, settings).content_sha256 == built.content_sha256
+        # The local copy damaged: refuse, and say how to send corrected data.
+        (built.path / "CHANGELOG.md").write_text("x", encoding="utf-8")
+        with pytest.raises(ExtractError, match="--revision 2"):
+            province_extract.build(conn, day, settings)
+        corrected = province_extract.build(conn, day, settings, revision=2)
+    finally:
+        conn.execute("UPDATE marts.ext_province__matters SET group_size = 1 WHERE matter_id = 'HL-3'")
+    assert corrected.path.name == f"{built.name}_r2"
+    assert corrected.content_sha256 != built.content_sha256
+    assert province_extract.deliver(conn, corrected.path, settings, revision=2).status == "delivered"

@@ -75,7 +75,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
     folder = tmp_path_factory.mktemp("package")
     rng = random.Random(20250630)
     files = {
-        "ext_province__cases.csv": b"case_id,district\n"
+        "ext_province__matters.csv": b"matter_id,district\n"
         + b"".join(f"QJ{i:06d},清江区\n".encode() for i in range(500)),
         BIG: rng.randbytes(4 * 1024 * 1024 + 12345),
     }
@@ -198,11 +198,11 @@ def test_upload_that_does_not_read_back_right_is_removed_and_refused(
     # As if the local file changed after the caller verified it: the read-back must catch it.
     root = tmp_path / "drop"
     expected = dict(package.expected)
-    size, _ = expected["ext_province__cases.csv"]
-    expected["ext_province__cases.csv"] = (size, "0" * 64)
+    size, _ = expected["ext_province__matters.csv"]
+    expected["ext_province__matters.csv"] = (size, "0" * 64)
     with store_factory() as store, pytest.raises(TransferError) as err:
         upload_package(store, package.dir, str(root), NAME, expected)
-    part = f"{root}/.{NAME}.part/.ext_province__cases.csv.part"
+    part = f"{root}/.{NAME}.part/.ext_province__matters.csv.part"
     assert part in str(err.value) and "0" * 64 in str(err.value)
     assert sorted(p.name for p in root.iterdir()) == [f".{NAME}.part"]
     assert list((root / f".{NAME}.part").iterdir()) == []

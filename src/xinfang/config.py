@@ -116,7 +116,15 @@ class Settings:
         a random local key (which the province could not link, by design).
         """
         if env := os.environ.get("XINFANG_PROVINCE_KEY"):
+            # A guessable key would let anyone with a list of ID numbers or phones re-identify
+            # the extract's person keys: refuse placeholders and short keys.
+            if env.startswith("CHANGE-ME") or len(env) < 32:
+                raise ValueError("XINFANG_PROVINCE_KEY must be the key the province issued (32+ characters)")
             return env.encode()
+        if self.province_sftp_conn_id:
+            # A delivery to the real province with a local random key would look fine and
+            # link nobody: refuse rather than send unlinkable person keys.
+            raise ValueError("XINFANG_PROVINCE_SFTP_CONN is set but XINFANG_PROVINCE_KEY is not")
         return _development_key(self.data_dir / "secrets" / "province.key")
 
 

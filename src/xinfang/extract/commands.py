@@ -45,6 +45,12 @@ def add_arguments(extract: argparse._SubParsersAction, month_type, day_type) -> 
     when.add_argument("--month", type=month_type, help="monthly full extract up to this month's end")
     when.add_argument("--day", type=day_type, help="daily incremental extract of this day")
     p.add_argument("--deliver", action="store_true", help="deliver it on the configured route")
+    p.add_argument(
+        "--revision",
+        type=int,
+        default=1,
+        help="a corrected package after a rejection (2, 3, ...); revision 1 is what the DAGs build",
+    )
     p.set_defaults(func=cmd_build)
 
     p = extract.add_parser(
@@ -54,12 +60,19 @@ def add_arguments(extract: argparse._SubParsersAction, month_type, day_type) -> 
 
 
 def packages_under(path: Path) -> list[Path]:
-    """``path`` itself if it is a package, else the packages directly in it (hidden names skipped)."""
-    if (path / MANIFEST_NAME).is_file():
-        return [path]
+    """``path`` itself if it is a package, else the packages directly in it.
+
+    Hidden names are uploads in progress and skipped. A folder holding files but
+    no folders counts as one package even without a manifest, so a broken
+    delivery is reported (and rejected), not mistaken for an empty inbox.
+    """
+    path = path.resolve()
     if not path.is_dir():
         return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if (path / MANIFEST_NAME).exists() or (not folders and any(path.iterdir())):
+        return [path]
+    return folders
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -90,11 +103,13 @@ def acknowledge(report: ValidationReport) -> None:
     from xinfang.extract.transfer import Ack, LocalStore, write_ack
 
     manifest = report.path / MANIFEST_NAME
+    readable = bool(report.manifest) and manifest.is_file() and not manifest.is_symlink()
     ack = Ack(
         package=report.path.name,
         status="accepted" if report.ok else "rejected",
         checked_at=datetime.now(BUREAU_TZ).replace(microsecond=0),
-        manifest_sha256=file_sha256(manifest) if manifest.is_file() else "",
+        # Without a readable manifest there is no checksum to name (the ack can only reject).
+        manifest_sha256=file_sha256(manifest) if readable else "",
         problems=tuple(f"{f.location}：{f.message}" if f.location else f.message for f in report.findings),
     )
     store = LocalStore()
@@ -153,13 +168,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     with db.connect() as conn:
         if args.month:
-            package = province_extract.build_month(conn, args.month, settings)
+            package = province_extract.build_month(conn, args.month, settings, revision=args.revision)
         else:
-            package = province_extract.build_day(conn, args.day, settings)
+            package = province_extract.build_day(conn, args.day, settings, revision=args.revision)
     print(f"extract: {package.path} ({package.rows:,} rows, {package.bytes:,} bytes)")
     if args.deliver:
         with db.connect(autocommit=True) as conn:
-            outcome = province_extract.deliver(conn, package.path, settings)
+            outcome = province_extract.deliver(conn, package.path, settings, revision=args.revision)
         print(f"delivery: {outcome.status} -> {outcome.remote_path}")
     return 0
 

@@ -40,6 +40,9 @@ EXTRACT_KIND = "province_extract"
 PROVINCE_RECIPIENT = "province"
 DEFAULT_ACK_TIMEOUT = timedelta(hours=24)
 MAX_REDELIVERIES = 3
+# How long a 'sending' claim holds before another worker may take it over: well above the
+# upload and read-back of a monthly package over a slow link (the ledger's default is for mail).
+CLAIM_STALE_AFTER = timedelta(hours=2)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS ops.extract_acknowledgements (
@@ -91,11 +94,16 @@ class AckOutcome:
 
 
 def artifact_key(package: Package) -> str:
-    return ledger.validate_artifact_key(f"{EXTRACT_KIND}-{package.name}")
+    return artifact_key_for(package.name)
 
 
-def remote_name(package: Package, revision: int) -> str:
-    return package.name if revision == 1 else f"{package.name}_r{revision}"
+def artifact_key_for(name: str) -> str:
+    return ledger.validate_artifact_key(f"{EXTRACT_KIND}-{name}")
+
+
+def remote_name_for(name: str, revision: int) -> str:
+    """Folder name of a revision, local and at the receiver: <name>, then <name>_r2, _r3, ..."""
+    return name if revision == 1 else f"{name}_r{revision}"
 
 
 def ensure_tables(conn: psycopg.Connection) -> None:
@@ -115,7 +123,7 @@ def deliver(
     remote_root: str,
     revision: int = 1,
     ack_timeout: timedelta = DEFAULT_ACK_TIMEOUT,
-    stale_after: timedelta = ledger.DEFAULT_STALE_AFTER,
+    stale_after: timedelta = CLAIM_STALE_AFTER,
 ) -> Delivery:
     """Upload a built, validated package once per (package, revision, channel).
 
@@ -129,7 +137,12 @@ def deliver(
         )
     package = read_package(package_path)
     key_name = artifact_key(package)
-    name = remote_name(package, revision)
+    name = remote_name_for(package.name, revision)
+    if Path(package_path).name != name:
+        # The folder says which revision it is: delivering it under another would mix them up.
+        raise ExtractError(
+            f"{package_path} is not revision {revision} of {package.name} (expected folder {name})"
+        )
     key = ledger.DeliveryKey(key_name, revision, channel, PROVINCE_RECIPIENT)
 
     ledger.require_idle(conn)
@@ -218,14 +231,44 @@ def check_acknowledgements(
                ORDER BY a.delivered_at""",
             (now, channel),
         ).fetchall()
+        # A rejection stays open until a later revision of the package has gone out: reported
+        # by every follow-up, so an Airflow retry or the next day does not make it pass.
+        rejected = cur.execute(
+            """SELECT a.remote_name, a.problems FROM ops.extract_acknowledgements AS a
+               WHERE a.channel = %s AND a.status = 'rejected' AND NOT EXISTS (
+                   SELECT FROM ops.delivery_ledger AS l
+                   WHERE l.artifact_key = a.artifact_key AND l.channel = a.channel
+                     AND l.recipient = a.recipient AND l.revision > a.revision AND l.status = 'sent')
+               ORDER BY a.delivered_at""",
+            (channel,),
+        ).fetchall()
     conn.commit()
     outcomes: list[AckOutcome] = []
     failures: list[str] = []
     for row in open_rows:
-        outcome = _follow_up(conn, store, row, now, ack_timeout, max_redeliveries)
+        try:
+            outcome = _follow_up(conn, store, row, now, ack_timeout, max_redeliveries)
+        except Exception as exc:  # one bad package (malformed ack, lost link) must not hide the others
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            log.error("%s: follow-up failed: %s", row["remote_name"], exc)
+            failures.append(f"{row['remote_name']}: follow-up failed ({type(exc).__name__}: {exc})")
+            continue
         outcomes.append(outcome)
-        if outcome.status == "rejected" or (outcome.status == "awaiting" and outcome.detail):
+        if outcome.status == "rejected":
+            failures.append(
+                f"{row['remote_name']}: rejected by the province ({outcome.detail or 'no reason given'}); "
+                "deliver a corrected revision (xinfang extract build ... --revision N --deliver)"
+            )
+        elif outcome.status == "awaiting" and outcome.detail:
             failures.append(f"{row['remote_name']}: {outcome.detail}")
+    # Rejections recorded by earlier follow-ups and not yet corrected.
+    for row in rejected:
+        problems = "; ".join(row["problems"] or []) or "no reason given"
+        failures.append(
+            f"{row['remote_name']}: rejected by the province ({problems}); deliver a corrected revision "
+            "(xinfang extract build ... --revision N --deliver)"
+        )
     if failures:
         raise AcknowledgementError("province extract deliveries need attention:\n  " + "\n  ".join(failures))
     return outcomes

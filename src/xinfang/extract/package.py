@@ -109,16 +109,21 @@ def build_package(
     city_code: str,
     province_key_id: str,
     version: str = published.SCHEMA_VERSION,
+    folder_name: str | None = None,
 ) -> Package:
-    """Export the period's rows of every resource, describe, validate and publish the package."""
+    """Export the period's rows of every resource, describe, validate and publish the package.
+
+    The package goes to ``out_root/<folder_name>`` (default: its name; a corrected
+    revision lives in ``<name>_r<N>``).
+    """
     from xinfang.extract.validate import validate_package
 
     document = published.load_schema(version)
     name = package_name(city_code, period, version)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    final = out_root / name
-    tmp = out_root / f".{name}.tmp-{uuid.uuid4().hex}"
+    final = out_root / (folder_name or name)
+    tmp = out_root / f".{final.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         files, resources = _export_all(conn, period, document, tmp)

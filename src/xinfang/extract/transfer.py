@@ -230,7 +230,16 @@ class SftpStore:
         # server-dependent elsewhere.)
         if self._lstat(dst) is not None:
             raise FileExistsError(errno.EEXIST, "rename target exists", dst)
-        self._sftp.posix_rename(src, dst)
+        try:
+            self._sftp.posix_rename(src, dst)
+        except OSError as exc:
+            # paramiko maps SSH_FX_OP_UNSUPPORTED to IOError("Operation unsupported").
+            if "unsupported" not in str(exc).lower():
+                raise
+            # A server without the OpenSSH extension: the protocol's own rename, which
+            # refuses to overwrite (checked above anyway).
+            log.info("server has no posix-rename@openssh.com; using SSH_FXP_RENAME for %s", dst)
+            self._sftp.rename(src, dst)
 
     def remove(self, path: str) -> None:
         self._sftp.remove(path)
@@ -452,7 +461,8 @@ def _parse_ack(data: Any, name: str, path: str) -> Ack:
     if checked_at.tzinfo is None:
         raise TransferError(f"{path}: field 'checked_at' has no UTC offset: {raw_time!r}")
     manifest_sha256 = field("manifest_sha256", str)
-    if not _SHA256.fullmatch(manifest_sha256):
+    # A package without a readable manifest can only be rejected, and has no checksum to name.
+    if not (_SHA256.fullmatch(manifest_sha256) or (status == "rejected" and manifest_sha256 == "")):
         raise TransferError(f"{path}: field 'manifest_sha256' is not a sha256 hex: {manifest_sha256!r}")
     problems = field("problems", list)
     if not all(isinstance(p, str) for p in problems):

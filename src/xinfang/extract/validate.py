@@ -2,11 +2,17 @@
 
 Used on both sides: the city runs it before anything leaves (package.build_package),
 the province runs ``xinfang extract validate PATH`` on what arrived. The report
-is in Chinese, for the receiving bureau; each finding names the file, row and field.
+is in Chinese, for the receiving bureau; each finding names the file, row and field,
+never a value (it may be the personal data looked for).
 
-A received package is untrusted input: file names in it must be plain names
-listed in the manifest before Frictionless is allowed to open them, so a
-crafted descriptor cannot make the validator read a URL or a file elsewhere.
+A received package is untrusted input:
+- only regular files with plain names, all listed in the manifest, and nothing
+  else (no symlinks, no folders) may be in it;
+- the descriptor may name only those files, with an allow-listed set of
+  properties, before Frictionless is allowed to open anything, so a crafted
+  descriptor cannot make the validator read a URL or a file elsewhere;
+- a check that cannot read something reports it as a finding; it never stops
+  the validation of the other packages in an inbox.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import bisect
 import csv
 import json
 import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xinfang.extract import schema as published
 from xinfang.extract.package import (
+    CHANGELOG_NAME,
     DESCRIPTOR_NAME,
     MANIFEST_NAME,
     ExtractError,
@@ -28,10 +37,11 @@ from xinfang.extract.package import (
     read_manifest,
 )
 
-# Resident ID numbers (checked with their GB 11643 check digit), mobile numbers and
-# street addresses, each standing alone (not inside a longer code or a hex key).
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-_MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
+# Resident ID numbers (18 characters with their GB 11643 check digit, or the old 15-digit
+# form), mobile numbers as people write them (13812345678, 138-1234-5678, +86 138 1234 5678)
+# and street addresses; each standing alone, not inside a longer code or a hex key.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+_MOBILE = re.compile(r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?![0-9A-Za-z])")
 # (?<!\d): a match starts at the first digit of a run, not at every digit of a long one.
 _STREET_ADDRESS = re.compile(r"[路街巷道弄村组]\d+号|(?<!\d)\d+(?:栋|幢|单元|室)")
 # The one column allowed to stand for a person: the province-keyed HMAC.
@@ -44,6 +54,23 @@ _PERSONAL_COLUMN = re.compile(
 )
 # Names of units, places and categories are not about a person.
 _ADMIN_NAMES = {"category_name", "town_name", "district_name", "department_name"}
+# What a resource and the package descriptor may say; anything else (dialect, control,
+# compression, extrapaths, profile, ...) could change how or what Frictionless reads.
+_RESOURCE_KEYS = {
+    "name",
+    "path",
+    "title",
+    "description",
+    "format",
+    "mediatype",
+    "encoding",
+    "bytes",
+    "hash",
+    "schema",
+}
+_DESCRIPTOR_KEYS = {"name", "title", "version", "licenses", "x_xinfang", "resources"}
+# A corrected package is delivered as a new revision: <name>_r2, _r3, ..., _r10, ...
+_REVISION_SUFFIX = r"(?:_r(?:[2-9]|[1-9]\d+))?"
 _MAX_FINDINGS_PER_CHECK = 50
 
 CHECKS = {
@@ -81,10 +108,13 @@ class ValidationReport:
 
     def text(self) -> str:
         m = self.manifest
-        kind = {"full": "月度全量", "daily": "每日增量"}.get(m.get("kind"), str(m.get("kind", "未知")))
-        data_files = [f for f in m.get("files", []) if isinstance(f, dict) and f.get("rows") is not None]
-        rows = sum(int(f.get("rows") or 0) for f in data_files)
-        size = sum(int(f.get("bytes") or 0) for f in m.get("files", []) if isinstance(f, dict))
+        kind = {"full": "月度全量", "daily": "每日增量"}.get(str(m.get("kind")), str(m.get("kind", "未知")))
+        files = (
+            [f for f in m.get("files", []) if isinstance(f, dict)] if isinstance(m.get("files"), list) else []
+        )
+        data_files = [f for f in files if f.get("rows") is not None]
+        rows = sum(_as_int(f.get("rows")) for f in data_files)
+        size = sum(_as_int(f.get("bytes")) for f in files)
         lines = [
             "省信访局标准化抽取数据包校验报告",
             f"数据包：{m.get('package', self.path.name)}",
@@ -108,26 +138,41 @@ class ValidationReport:
 def verify_checksums(path: Path) -> list[Finding]:
     """Manifest against the files on disk: every file listed, present, same bytes and sha256, no others."""
     report = ValidationReport(Path(path))
-    _check_manifest(report)
+    _run(report, "manifest", _check_manifest)
     return report.findings
 
 
 def validate_package(path: Path, *, expected_name: str | None = None) -> ValidationReport:
-    path = Path(path)
-    report = ValidationReport(path)
-    _check_manifest(report, expected_name=expected_name)
-    report.checks_run.append("manifest")
-    if any(f.check == "manifest" for f in report.findings):
-        return report  # files that fail their checksum are not opened further
-    resources = _check_schema(report)
-    report.checks_run.append("schema")
-    if any(f.check == "schema" for f in report.findings):
-        return report
-    _check_data(report)
-    report.checks_run.append("data")
-    _check_privacy(report, resources)
-    report.checks_run.append("privacy")
+    """Run the four checks in order; a check runs only if the ones before it passed.
+
+    The order matters: files failing their checksum are not opened further, and
+    Frictionless reads only what the schema check has vetted.
+    """
+    report = ValidationReport(Path(path))
+    steps: list[tuple[str, Callable[[ValidationReport], None]]] = [
+        ("manifest", lambda r: _check_manifest(r, expected_name=expected_name)),
+        ("schema", _check_schema),
+        ("data", _check_data),
+        ("privacy", _check_privacy),
+    ]
+    for check, step in steps:
+        _run(report, check, step)
+        if any(f.check == check for f in report.findings):
+            break
     return report
+
+
+def _run(report: ValidationReport, check: str, step: Callable[[ValidationReport], None]) -> None:
+    report.checks_run.append(check)
+    try:
+        step(report)
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, csv.Error, ExtractError) as exc:
+        # Malformed input must give a finding, not a crash that hides the other packages' results.
+        report.add(check, "", f"无法完成检查（{type(exc).__name__}：{_short(exc)}）")
+    except Exception as exc:  # Frictionless raises its own exception types
+        if type(exc).__module__.split(".")[0] != "frictionless":
+            raise
+        report.add(check, "", f"无法完成检查（{type(exc).__name__}：{_short(exc)}）")
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -135,13 +180,13 @@ def validate_package(path: Path, *, expected_name: str | None = None) -> Validat
 
 def _check_manifest(report: ValidationReport, *, expected_name: str | None = None) -> None:
     path = report.path
-    if not path.is_dir():
-        report.add("manifest", str(path), "不是数据包目录")
+    if path.is_symlink() or not path.is_dir():
+        report.add("manifest", str(path.name), "不是数据包目录（或为符号链接）")
         return
     try:
         manifest = read_manifest(path)
     except ExtractError as exc:
-        report.add("manifest", MANIFEST_NAME, f"无法读取（{exc}）")
+        report.add("manifest", MANIFEST_NAME, f"无法读取（{_short(exc)}）")
         return
     report.manifest = manifest
     for key in ("package", "kind", "period", "schema_version", "city_code", "generated_at", "files"):
@@ -150,8 +195,9 @@ def _check_manifest(report: ValidationReport, *, expected_name: str | None = Non
     name = manifest.get("package")
     if expected_name is not None and name != expected_name:
         report.add("manifest", MANIFEST_NAME, f"数据包名称为 {name}，应为 {expected_name}")
-    elif expected_name is None and not re.fullmatch(rf"{re.escape(str(name))}(_r[2-9]\d*)?", path.name):
-        # A corrected package is delivered as a new revision: <name>_r2, _r3, ...
+    elif expected_name is None and not (
+        isinstance(name, str) and re.fullmatch(re.escape(name) + _REVISION_SUFFIX, path.name)
+    ):
         report.add("manifest", MANIFEST_NAME, f"数据包名称 {name} 与目录名 {path.name} 不一致")
     files = manifest.get("files")
     if not isinstance(files, list) or not files:
@@ -161,34 +207,44 @@ def _check_manifest(report: ValidationReport, *, expected_name: str | None = Non
     for entry in files:
         file_name = entry.get("name") if isinstance(entry, dict) else None
         if not _plain_name(file_name):
-            report.add("manifest", MANIFEST_NAME, f"文件条目无效：{entry!r}")
+            report.add("manifest", MANIFEST_NAME, f"文件条目无效：{str(entry)[:120]}")
             continue
         listed.add(file_name)
         file_path = path / file_name
-        if not file_path.is_file():
+        info = file_path.lstat() if file_path.exists() or file_path.is_symlink() else None
+        if info is None:
             report.add("manifest", file_name, "清单列出但文件不存在")
             continue
-        size = file_path.stat().st_size
-        if entry.get("bytes") != size:
-            report.add("manifest", file_name, f"字节数为{size}，清单为{entry.get('bytes')}")
+        if not stat.S_ISREG(info.st_mode):
+            report.add("manifest", file_name, "不是普通文件（符号链接、目录或特殊文件）")
+            continue
+        if entry.get("bytes") != info.st_size:
+            report.add("manifest", file_name, f"字节数为{info.st_size}，清单为{entry.get('bytes')}")
         if entry.get("sha256") != file_sha256(file_path):
             report.add("manifest", file_name, "SHA-256校验和与清单不符（文件被改动或传输不完整）")
-    for required in (DESCRIPTOR_NAME,):
+            continue
+        rows = entry.get("rows")
+        if rows is not None or file_name.endswith(".csv"):
+            actual = _csv_rows(file_path)
+            if rows != actual:
+                report.add("manifest", file_name, f"数据行数为{actual}，清单为{rows}")
+    for required in (DESCRIPTOR_NAME, CHANGELOG_NAME):
         if required not in listed:
             report.add("manifest", MANIFEST_NAME, f"清单未列出 {required}")
     unexpected = sorted(p.name for p in path.iterdir() if p.name not in listed | {MANIFEST_NAME})
     if unexpected:
-        report.add("manifest", str(path.name), f"存在清单未列出的文件：{', '.join(unexpected)}")
+        report.add("manifest", path.name, f"存在清单未列出的文件：{', '.join(unexpected)}")
 
 
-def _check_schema(report: ValidationReport) -> list[dict[str, Any]]:
+def _check_schema(report: ValidationReport) -> None:
     """The descriptor must equal the published schema of the declared version, resource by resource."""
     manifest = report.manifest
-    try:
-        descriptor = json.loads((report.path / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.add("schema", DESCRIPTOR_NAME, f"无法读取（{exc}）")
-        return []
+    descriptor = json.loads((report.path / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+    if not isinstance(descriptor, dict):
+        report.add("schema", DESCRIPTOR_NAME, "不是JSON对象")
+        return
+    for key in sorted(set(descriptor) - _DESCRIPTOR_KEYS):
+        report.add("schema", DESCRIPTOR_NAME, f"不允许的属性 {key}")
     version = manifest.get("schema_version")
     if descriptor.get("version") != version:
         report.add("schema", DESCRIPTOR_NAME, f"版本 {descriptor.get('version')} 与清单 {version} 不一致")
@@ -196,45 +252,47 @@ def _check_schema(report: ValidationReport) -> list[dict[str, Any]]:
         document = published.load_schema(str(version))
     except published.SchemaError as exc:
         report.add("schema", DESCRIPTOR_NAME, f"未知的模式版本（{exc}）")
-        return []
+        return
     kind = manifest.get("kind")
     if kind not in ("full", "daily"):
         report.add("schema", MANIFEST_NAME, f"未知的数据包类型 {kind!r}（应为 full 或 daily）")
-        return []
+        return
     wanted = {r.resource for r in published.resources_for(kind)}
     schemas = {r["name"]: r for r in document["resources"] if r["name"] in wanted}
     resources = descriptor.get("resources") if isinstance(descriptor.get("resources"), list) else []
-    data_files = {f["name"] for f in manifest["files"] if f.get("rows") is not None}
-    seen = set()
+    data_files = {f["name"] for f in manifest["files"] if isinstance(f, dict) and f.get("rows") is not None}
+    paths: set[str] = set()
     for resource in resources:
         name = resource.get("name") if isinstance(resource, dict) else None
         if name not in schemas:
-            report.add("schema", DESCRIPTOR_NAME, f"资源 {name!r} 不属于 {version} 版{kind}数据包")
+            report.add("schema", DESCRIPTOR_NAME, f"资源 {str(name)[:60]} 不属于 {version} 版{kind}数据包")
             continue
-        seen.add(name)
+        where = f"{DESCRIPTOR_NAME} {name}"
+        if name in {r.get("name") for r in resources[: resources.index(resource)] if isinstance(r, dict)}:
+            report.add("schema", where, "资源重复")
         if not _plain_name(resource.get("path")) or resource.get("path") not in data_files:
             # Never let Frictionless open a URL or a path outside the package.
-            report.add(
-                "schema", f"{DESCRIPTOR_NAME} {name}", f"path {resource.get('path')!r} 不是清单中的数据文件"
-            )
+            report.add("schema", where, f"path {str(resource.get('path'))[:120]!r} 不是清单中的数据文件")
+        paths.add(str(resource.get("path")))
+        for key in sorted(set(resource) - _RESOURCE_KEYS):
+            report.add("schema", where, f"不允许的属性 {key}")
+        if resource.get("format") != "csv" or resource.get("encoding") != "utf-8":
+            report.add("schema", where, "format 应为 csv，encoding 应为 utf-8")
         if resource.get("schema") != schemas[name]["schema"]:
-            report.add("schema", f"{DESCRIPTOR_NAME} {name}", f"表结构与已发布的 {version} 版模式不一致")
-        for key in ("profile", "dialect", "control"):
-            if key in resource:
-                report.add("schema", f"{DESCRIPTOR_NAME} {name}", f"不允许的属性 {key}")
-    for missing in sorted(set(schemas) - seen):
+            report.add("schema", where, f"表结构与已发布的 {version} 版模式不一致")
+    for missing in sorted(set(schemas) - {r.get("name") for r in resources if isinstance(r, dict)}):
         report.add("schema", DESCRIPTOR_NAME, f"缺少资源 {missing}")
-    return [r for r in resources if isinstance(r, dict) and r.get("name") in schemas]
+    # Every data file is a resource: a file the descriptor does not name would escape the checks.
+    for stray in sorted(data_files - paths):
+        report.add("schema", MANIFEST_NAME, f"数据文件 {stray} 不是描述文件中的资源")
 
 
 def _check_data(report: ValidationReport) -> None:
     from frictionless import Package, system
 
-    # Trusted mode off: paths were checked above; this stops Frictionless from
-    # following anything else it might find in a descriptor.
+    # Not trusted: Frictionless itself also refuses absolute and parent paths.
     with system.use_context(trusted=False):
-        package = Package(str(report.path / DESCRIPTOR_NAME))
-        result = package.validate()
+        result = Package(str(report.path / DESCRIPTOR_NAME)).validate()
     for task in result.tasks:
         resource_file = Path(task.place).name if task.place else task.name
         for error in task.errors:
@@ -245,65 +303,115 @@ def _check_data(report: ValidationReport) -> None:
                 location += f" 第{row}行"
             if field_name:
                 location += f" 字段 {field_name}"
+            # The note names the expected type, or for key errors the key values (matter ids,
+            # codes): never a cell of a free-text or personal column.
             report.add("data", location, f"{error.type}：{error.note}")
     for error in result.errors:
         report.add("data", DESCRIPTOR_NAME, f"{error.type}：{error.note}")
 
 
-def _check_privacy(report: ValidationReport, resources: list[dict[str, Any]]) -> None:
-    for resource in resources:
+def _check_privacy(report: ValidationReport) -> None:
+    descriptor = json.loads((report.path / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+    for resource in descriptor["resources"]:
         file_name = resource["path"]
-        fields = resource["schema"]["fields"]
-        for f in fields:
+        for f in resource["schema"]["fields"]:
             if f["name"] in _PSEUDONYM_COLUMNS or f["name"] in _ADMIN_NAMES:
                 continue
             if _PERSONAL_COLUMN.search(f["name"]) or _PERSONAL_COLUMN.search(f.get("title", "")):
                 report.add("privacy", f"{file_name} 字段 {f['name']}", "字段名表明可能含个人信息")
-        path = report.path / file_name
+        _scan_csv(report, file_name)
+    # The other text files are read too: nothing in a package is exempt.
+    for name in (DESCRIPTOR_NAME, CHANGELOG_NAME, MANIFEST_NAME):
+        text = (report.path / name).read_text(encoding="utf-8")
+        for line_number in _hit_lines(text):
+            report.add("privacy", f"{name} 第{line_number}行", "疑似个人信息（值不显示）")
+
+
+def _scan_csv(report: ValidationReport, file_name: str) -> None:
+    path = report.path / file_name
+    with open(path, encoding="utf-8", newline="") as fh:
+        header = next(csv.reader(fh), [])
+    keys = [i for i, c in enumerate(header) if c in _PSEUDONYM_COLUMNS]
+    if keys:
         with open(path, encoding="utf-8", newline="") as fh:
-            header = next(csv.reader(fh), [])
-        keys = [i for i, c in enumerate(header) if c in _PSEUDONYM_COLUMNS]
-        if keys:
-            with open(path, encoding="utf-8", newline="") as fh:
-                for row_number, row in enumerate(csv.reader(fh), start=1):
-                    for i in keys:
-                        value = row[i] if row_number > 1 and i < len(row) else ""
-                        if value and not _PSEUDONYM.fullmatch(value):
-                            report.add(
-                                "privacy",
-                                f"{file_name} 第{row_number}行 字段 {header[i]}",
-                                "假名编码应为64位十六进制HMAC值（值不显示）",
-                            )
-        # One regular-expression pass over the whole file finds the candidate rows (almost
-        # always none); only those are parsed to name the field.
-        text = path.read_text(encoding="utf-8")
-        starts = [0, *(m.end() for m in re.finditer("\n", text))]
-        # Three passes are faster than one alternation of the three patterns.
-        hits = (m.start() for p in (_ID_NUMBER, _MOBILE, _STREET_ADDRESS) for m in p.finditer(text))
-        hit_lines = sorted({bisect.bisect_right(starts, position) for position in hits})
-        for line_number in hit_lines:
-            line = text[starts[line_number - 1] : starts[line_number] if line_number < len(starts) else None]
-            row = next(csv.reader([line]), [])
-            for column, value in zip(header, row, strict=False):
-                what = None if column in _PSEUDONYM_COLUMNS else _personal_pattern(value)
-                if what:
-                    # The value itself is never printed: it may be the personal data.
-                    report.add(
-                        "privacy", f"{file_name} 第{line_number}行 字段 {column}", f"疑似{what}（值不显示）"
-                    )
+            for row_number, row in enumerate(csv.reader(fh), start=1):
+                for i in keys:
+                    value = row[i] if row_number > 1 and i < len(row) else ""
+                    if value and not _PSEUDONYM.fullmatch(value):
+                        report.add(
+                            "privacy",
+                            f"{file_name} 第{row_number}行 字段 {header[i]}",
+                            "假名编码应为64位十六进制HMAC值（值不显示）",
+                        )
+    # One regular-expression pass per pattern over the whole file finds the candidate lines
+    # (almost always none); only those are parsed to name the field. A line is a CSV row
+    # here: the published schema has no free-text column that could hold a line break.
+    text = path.read_text(encoding="utf-8")
+    starts = _line_starts(text)
+    for line_number in _hit_lines(text, starts):
+        line = text[starts[line_number - 1] : starts[line_number] if line_number < len(starts) else None]
+        row = next(csv.reader([line]), [])
+        named = False
+        for column, value in zip(header, row, strict=False):
+            what = None if column in _PSEUDONYM_COLUMNS else _personal_pattern(value)
+            if what:
+                named = True
+                report.add(
+                    "privacy", f"{file_name} 第{line_number}行 字段 {column}", f"疑似{what}（值不显示）"
+                )
+        if not named:
+            report.add("privacy", f"{file_name} 第{line_number}行", "疑似个人信息（值不显示）")
+
+
+def _line_starts(text: str) -> list[int]:
+    return [0, *(m.end() for m in re.finditer("\n", text))]
+
+
+def _hit_lines(text: str, starts: list[int] | None = None) -> list[int]:
+    starts = starts if starts is not None else _line_starts(text)
+    # Three passes are faster than one alternation of the three patterns.
+    hits = (m for p in (_ID_NUMBER, _MOBILE, _STREET_ADDRESS) for m in p.finditer(text))
+    return sorted({bisect.bisect_right(starts, m.start()) for m in hits if _is_personal(m)})
+
+
+def _is_personal(match: re.Match[str]) -> bool:
+    value = match.group(0)
+    if match.re is _ID_NUMBER and len(value) == 18:
+        return _personal_pattern(value) == "身份证号"
+    return True
 
 
 def _personal_pattern(value: str) -> str | None:
     from xinfang.pii import id_number_valid
 
     for match in _ID_NUMBER.finditer(value):
-        if id_number_valid(match.group(0).upper()):
+        found = match.group(0).upper()
+        # An 18-character number counts with a valid check digit; the old 15-digit form has none.
+        if len(found) == 15 or id_number_valid(found):
             return "身份证号"
     if _MOBILE.search(value):
         return "手机号"
     if _STREET_ADDRESS.search(value):
         return "门牌地址"
     return None
+
+
+def _csv_rows(path: Path) -> int:
+    # newline="" lets the csv module handle line breaks inside quoted fields.
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        return max(0, sum(1 for _ in reader) - 1)
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""
 
 
 def _plain_name(name: Any) -> bool:

@@ -148,13 +148,17 @@ def build_province_extract(logical_date: datetime) -> dict[str, Any]:
     return _package_summary(package)
 
 
-def build_daily_province_extract(logical_date: datetime) -> dict[str, Any]:
-    """The incremental extract of the day before `logical_date`, once its loads reached the marts."""
-    from xinfang.publish.province_extract import build_day, require_day_in_marts
+def build_daily_province_extract(logical_date: datetime, marts_ready_at: datetime | None) -> dict[str, Any]:
+    """The incremental extract of the day before `logical_date`, behind the daily gate.
+
+    `marts_ready_at`: time of the last marts asset event (a warehouse rebuild whose
+    models and tests all passed), read by the DAG task from its inlet events.
+    """
+    from xinfang.publish.province_extract import build_day, require_day_ready
 
     day = export_day_for(logical_date)
     with db.connect() as conn:
-        require_day_in_marts(conn, day)
+        require_day_ready(conn, day, marts_ready_at)
         package = build_day(conn, day)
     return _package_summary(package)
 
