@@ -14,6 +14,10 @@ setup:
 demo: setup
 	$(VENV)/bin/xinfang demo --month $(MONTH)
 
+# Airflow with its UI and REST API on http://127.0.0.1:8080 (PORT=...), until Ctrl-C.
+airflow: setup
+	$(VENV)/bin/xinfang airflow --port $(or $(PORT),8080)
+
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -263,6 +263,42 @@ def cmd_lint_sql(args: argparse.Namespace) -> int:
     return subprocess.run([str(sqlfluff), "lint", *folders], cwd=settings.project_root).returncode
 
 
+def cmd_airflow(args: argparse.Namespace) -> int:
+    """Airflow with its UI on this machine (`make airflow`), until Ctrl-C.
+
+    `airflow standalone` runs the api-server (UI and REST API), scheduler,
+    dag-processor and triggerer with the same settings as every other command
+    (runtime.apply: the data folder, LocalExecutor, telemetry off), against the
+    embedded PostgreSQL or XINFANG_DATABASE_URL. It creates the `admin` login
+    and prints its password (also kept in the Airflow home folder).
+    """
+    import signal
+
+    from xinfang.orchestration import runtime
+
+    settings = get_settings()
+    runtime.apply(settings)
+    from xinfang.pipeline_run import migrate_airflow_db
+
+    migrate_airflow_db()
+    airflow = Path(sys.executable).with_name("airflow")
+    env = os.environ | {
+        "AIRFLOW__API__HOST": args.host,
+        "AIRFLOW__API__PORT": str(args.port),
+        # Task processes report to the api-server: its address, not the default localhost:8080.
+        "AIRFLOW__API__BASE_URL": f"http://{args.host}:{args.port}",
+        # standalone starts its components as `airflow ...` by name: this environment's.
+        "PATH": os.pathsep.join([str(airflow.parent), os.environ.get("PATH", "")]),
+    }
+    print(f"Airflow UI and REST API: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    proc = subprocess.Popen([str(airflow), "standalone"], env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+
+
 def cmd_db_url(args: argparse.Namespace) -> int:
     from xinfang.orchestration import runtime
 
@@ -369,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lint-sql", help="lint the dbt models with sqlfluff")
     p.set_defaults(func=cmd_lint_sql)
+
+    p = sub.add_parser("airflow", help="run Airflow with its UI and REST API on this machine (make airflow)")
+    p.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("db-url", help="print the warehouse URL (starts the embedded server if needed)")
     p.set_defaults(func=cmd_db_url)
