@@ -529,7 +529,8 @@ def test_delivery_goes_once_and_follows_up_acknowledgements(conn, tmp_path) -> N
     assert row == ("accepted", 1)
 
 
-def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_path) -> None:
+def _two_delivered_packages(conn, tmp_path: Path):
+    """Two cities' daily packages delivered to one inbox over a channel of the test's own."""
     channel = _channel()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -543,7 +544,11 @@ def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_pat
             )
         )
         delivery.deliver(conn, packages[-1].path, store, channel=channel, remote_root=str(inbox))
-    rejected, silent = packages
+    return channel, inbox, store, packages
+
+
+def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_path) -> None:
+    channel, inbox, store, (rejected, silent) = _two_delivered_packages(conn, tmp_path)
     write_ack(
         store,
         str(inbox),
@@ -588,20 +593,7 @@ def test_rejection_and_exhausted_redeliveries_fail_for_an_operator(conn, tmp_pat
 
 
 def test_one_bad_acknowledgement_does_not_stop_the_follow_up_of_the_others(conn, tmp_path) -> None:
-    channel = _channel()
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    store = LocalStore()
-    packages = []
-    for _ in range(2):
-        city = f"T{uuid.uuid4().hex[:6]}"
-        packages.append(
-            build_package(
-                conn, Period.day(date(2025, 6, 30)), tmp_path / "out", city_code=city, province_key_id=KEY_ID
-            )
-        )
-        delivery.deliver(conn, packages[-1].path, store, channel=channel, remote_root=str(inbox))
-    broken, good = packages
+    channel, inbox, store, (broken, good) = _two_delivered_packages(conn, tmp_path)
     (inbox / f"{broken.name}.ack.json").write_text('{"package": "x"', encoding="utf-8")
     acknowledge(validate_package(inbox / good.name))
     with pytest.raises(delivery.AcknowledgementError, match=f"{broken.name}: follow-up failed"):
