@@ -35,6 +35,7 @@ from psycopg import sql
 from xinfang.config import BUREAU_TZ
 from xinfang.extract import schema as published
 from xinfang.extract.schema import Kind
+from xinfang.extract.transfer import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def build_package(
             "files": [{"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256} for f in files],
         }
         _write_json(tmp / MANIFEST_NAME, manifest)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
 
         report = validate_package(tmp, expected_name=name)
         if not report.ok:
@@ -322,7 +323,7 @@ def _export_csv(
                 size += len(chunk)
             fh.flush()
             os.fsync(fh.fileno())
-    rows = _count_rows(path)
+        rows = cur.rowcount  # rows COPY wrote; the validator recounts them from the file
     if path.stat().st_size != size:
         raise ExtractError(f"{path}: file on disk differs from the bytes streamed by COPY")
     return PackageFile(path.name, rows, size, digest.hexdigest())
@@ -349,12 +350,13 @@ def _check_columns(cur: psycopg.Cursor, relation: str, fields: list[dict[str, An
         )
 
 
-def _count_rows(path: Path) -> int:
+def csv_data_rows(path: Path) -> int:
+    """Records of a CSV file after its header row."""
     # newline="" lets the csv module handle line breaks inside quoted fields.
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, strict=True)
         if next(reader, None) is None:
-            raise ExtractError(f"{path}: empty file, no header row")
+            raise ExtractError(f"{path.name}: empty file, no header row")
         return sum(1 for _ in reader)
 
 
@@ -381,14 +383,6 @@ def _write_json(path: Path, document: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _swap_into_place(tmp: Path, final: Path) -> None:
     """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first, then removed.
 
@@ -405,6 +399,6 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
         if old is not None:
             os.rename(old, final)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

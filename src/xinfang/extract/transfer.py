@@ -75,7 +75,7 @@ class _FsyncOnClose(io.BufferedWriter):
         super().close()
 
 
-def _fsync_dir(path: str | os.PathLike[str]) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     # A created or renamed entry survives a crash only once its folder is synced.
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -103,7 +103,7 @@ class LocalStore:
         missing = [p for p in [Path(path), *Path(path).parents] if not p.exists()]
         os.makedirs(path, exist_ok=True)
         for created in missing:
-            _fsync_dir(created.parent)
+            fsync_dir(created.parent)
 
     def open_read(self, path: str) -> BinaryIO:
         return open(path, "rb")  # the caller closes it
@@ -112,7 +112,7 @@ class LocalStore:
         created = not os.path.lexists(path)
         f = _FsyncOnClose(io.FileIO(path, "a" if append else "w"), buffer_size=CHUNK)
         if created:
-            _fsync_dir(os.path.dirname(path) or ".")
+            fsync_dir(os.path.dirname(path) or ".")
         return cast(BinaryIO, f)
 
     def rename(self, src: str, dst: str) -> None:
@@ -121,8 +121,8 @@ class LocalStore:
         if os.path.lexists(dst):
             raise FileExistsError(errno.EEXIST, "rename target exists", dst)
         os.rename(src, dst)
-        _fsync_dir(os.path.dirname(src) or ".")
-        _fsync_dir(os.path.dirname(dst) or ".")
+        fsync_dir(os.path.dirname(src) or ".")
+        fsync_dir(os.path.dirname(dst) or ".")
 
     def remove(self, path: str) -> None:
         os.remove(path)

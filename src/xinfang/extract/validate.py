@@ -33,6 +33,7 @@ from xinfang.extract.package import (
     DESCRIPTOR_NAME,
     MANIFEST_NAME,
     ExtractError,
+    csv_data_rows,
     file_sha256,
     read_manifest,
 )
@@ -225,7 +226,7 @@ def _check_manifest(report: ValidationReport, *, expected_name: str | None = Non
             continue
         rows = entry.get("rows")
         if rows is not None or file_name.endswith(".csv"):
-            actual = _csv_rows(file_path)
+            actual = csv_data_rows(file_path)
             if rows != actual:
                 report.add("manifest", file_name, f"数据行数为{actual}，清单为{rows}")
     for required in (DESCRIPTOR_NAME, CHANGELOG_NAME):
@@ -394,13 +395,6 @@ def _personal_pattern(value: str) -> str | None:
     if _STREET_ADDRESS.search(value):
         return "门牌地址"
     return None
-
-
-def _csv_rows(path: Path) -> int:
-    # newline="" lets the csv module handle line breaks inside quoted fields.
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, strict=True)
-        return max(0, sum(1 for _ in reader) - 1)
 
 
 def _as_int(value: Any) -> int:
