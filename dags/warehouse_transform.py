@@ -1,9 +1,10 @@
 """Airflow DAG `warehouse_transform`: build the dbt warehouse with Cosmos.
 
 Triggered by new raw data from any of the three ingestion DAGs (asset
-schedule), not by the clock. Cosmos renders
-one task per dbt node from the manifest compiled at build time (`xinfang
-setup` runs `dbt parse`), so parsing this DAG never runs dbt.
+schedule), not by the clock. Cosmos renders one `dbt build` task per model,
+seed and snapshot (the node with its tests) from the manifest compiled at
+build time (`xinfang setup` runs `dbt parse`), so parsing this DAG never runs
+dbt.
 """
 
 from airflow.sdk import dag, task

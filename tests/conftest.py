@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -91,6 +91,21 @@ def module_database_url(server_url: str, database_url: str) -> str:
     url, drop = _fresh_database_on(server_url)
     yield url
     drop()
+
+
+@pytest.fixture(scope="module")
+def new_database(server_url: str) -> Iterator[Callable[[], str]]:
+    """Makes empty databases on the session's server for one module; drops them afterwards."""
+    drops: list[Callable[[], None]] = []
+
+    def make() -> str:
+        url, drop = _fresh_database_on(server_url)
+        drops.append(drop)
+        return url
+
+    yield make
+    for drop in drops:
+        drop()
 
 
 @pytest.fixture()

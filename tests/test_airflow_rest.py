@@ -9,7 +9,6 @@ warehouse, reconciled.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,24 +22,12 @@ import psycopg
 import pytest
 from factories import free_port
 
+from xinfang.orchestration.cluster import AirflowApi
+
 XINFANG = str(Path(sys.executable).with_name("xinfang"))
 DAG_ID = "hotline_ingest"
 EXPORT_DAY = "2025-06-02"
 LOGICAL_DATE = "2025-06-03T01:30:00+08:00"  # the run that loads the export of 2 June
-
-
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.token: str | None = None
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = httpx.request(method, self.base + path, json=body, headers=headers, timeout=30)
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, {"detail": response.text[:500]}
 
 
 def _wait(what: str, check, timeout: float, proc: subprocess.Popen, log: Path):
@@ -95,7 +82,7 @@ def airflow(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
         yield {
             "proc": proc,
             "log": log,
-            "api": Api(f"http://127.0.0.1:{port}"),
+            "api": AirflowApi(f"http://127.0.0.1:{port}"),
             "data": data,
             "url": module_database_url,
         }
@@ -114,12 +101,10 @@ def test_a_dag_triggered_through_the_rest_api_runs_to_success(airflow) -> None:
 
     passwords = airflow["data"] / "airflow" / "simple_auth_manager_passwords.json.generated"
     _wait("the generated admin password", passwords.exists, 60, proc, log)
-    password = json.loads(passwords.read_text(encoding="utf-8"))["admin"]
-    status, body = api.call("POST", "/auth/token", {"username": "admin", "password": password})
+    status, body = api.log_in(passwords)
     assert status in (200, 201), body
-    api.token = body["access_token"]
     # Without the token the API refuses: the login above is what lets the trigger through.
-    assert Api(api.base).call("GET", f"/api/v2/dags/{DAG_ID}")[0] == 401
+    assert AirflowApi(api.base_url).call("GET", f"/api/v2/dags/{DAG_ID}")[0] == 401
 
     _wait("the DAG to be parsed", lambda: api.call("GET", f"/api/v2/dags/{DAG_ID}")[0] == 200, 180, proc, log)
     status, body = api.call("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})

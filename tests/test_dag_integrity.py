@@ -69,7 +69,8 @@ def test_transform_dag_has_a_task_for_every_model_in_the_manifest(dagbag):
     manifest = json.loads((get_settings().dbt_target_dir / "manifest.json").read_text(encoding="utf-8"))
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     task_ids = set(dagbag.dags["warehouse_transform"].task_ids)
-    missing = {m for m in models if f"dbt.{m}.run" not in task_ids}
+    # One `dbt build` task per model (TestBehavior.BUILD): the model and its tests together.
+    missing = {m for m in models if f"dbt.{m}_model_build" not in task_ids}
     assert models and not missing, f"models without a Cosmos task: {missing}"
 
 

@@ -18,11 +18,15 @@ def _compose() -> dict:
 
 
 def test_compose_has_the_production_topology():
-    services = _compose()["services"]
+    compose = _compose()
+    services = compose["services"]
     for name in ("postgres", "redis", "smtp", "api-server", "scheduler", "dag-processor", "worker"):
         assert name in services, f"compose.yaml lacks the {name} service"
     commands = {n: s.get("command") for n, s in services.items()}
     assert commands["worker"] == ["airflow", "celery", "worker"]
+    # Distributed: two Celery workers on the Redis queue (the topology tests/test_distributed_run.py runs).
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert compose["x-airflow-common-env"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert commands["api-server"] == ["airflow", "api-server"]
 
 

@@ -115,6 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings,
         history_months=args.history_months,
         import_from=None if args.no_history else args.import_from,
+        executor=args.executor,
+        workers=args.workers,
     )
     elapsed = time.monotonic() - started
     db_note = (
@@ -130,6 +132,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {name:<11} {path}")
     for verdict in result.province_checks:
         print(f"  province check: {verdict} (xinfang extract validate)")
+    return 0
+
+
+def cmd_run_days(args: argparse.Namespace) -> int:
+    from xinfang.orchestration import runtime
+
+    settings = get_settings()
+    started = time.monotonic()
+    os.environ.setdefault("XINFANG_TASK_RETRIES", "0")
+    runtime.apply(settings)
+    from xinfang.pipeline_run import migrate_airflow_db, run_days
+
+    if args.executor == "local":  # the cluster keeps its metadata in PostgreSQL and migrates it itself
+        migrate_airflow_db()
+    runs = run_days(args.first, args.last, settings, executor=args.executor, workers=args.workers)
+    print(
+        f"xinfang run-days {args.first}..{args.last}: {runs} DAG runs ({args.executor}) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     return 0
 
 
@@ -278,6 +299,8 @@ def cmd_airflow(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     runtime.apply(settings)
+    if args.executor == "celery":
+        return _airflow_celery(args)
     from xinfang.pipeline_run import migrate_airflow_db
 
     migrate_airflow_db()
@@ -299,6 +322,29 @@ def cmd_airflow(args: argparse.Namespace) -> int:
         return proc.wait()
 
 
+def _airflow_celery(args: argparse.Namespace) -> int:
+    """The distributed topology of docker/compose.yaml on this machine: api-server, scheduler,
+    dag-processor and --workers Celery workers, Redis as broker, metadata in PostgreSQL."""
+    from xinfang.orchestration.cluster import celery_cluster
+
+    if args.host != "127.0.0.1":
+        print("--executor celery listens on 127.0.0.1 only", file=sys.stderr)
+        return 2
+    with celery_cluster(workers=args.workers, port=args.port) as cluster:
+        print(
+            f"Airflow UI and REST API: {cluster.base_url} (CeleryExecutor, {len(cluster.workers)} workers, "
+            f"queue {cluster.queue}; admin password in {cluster.home}/simple_auth_manager_passwords"
+            ".json.generated; Ctrl-C stops it)",
+            flush=True,
+        )
+        try:
+            while True:
+                cluster.check_alive()
+                time.sleep(5)
+        except KeyboardInterrupt:
+            return 0
+
+
 def cmd_db_url(args: argparse.Namespace) -> int:
     from xinfang.orchestration import runtime
 
@@ -311,6 +357,17 @@ def cmd_risk_tag_eval(args: argparse.Namespace) -> int:
     from xinfang.risk import tag_eval
 
     return tag_eval.run(args)
+
+
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default="local",
+        help="local (default) or celery: a CeleryExecutor cluster, Redis as broker "
+        "(XINFANG_CELERY_BROKER_URL, default redis://127.0.0.1:6379/0)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="Celery workers (with --executor celery)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,7 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="first day of the one-off history import that precedes the daily runs (default 2023-01-01)",
     )
     p.add_argument("--no-history", action="store_true", help="skip the history import")
+    _executor_arguments(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "run-days",
+        help="the daily cycle for some days, no history: ingestion DAGs, warehouse rebuild, daily extract",
+    )
+    p.add_argument("--from", dest="first", type=_day, required=True)
+    p.add_argument("--to", dest="last", type=_day, required=True)
+    _executor_arguments(p)
+    p.set_defaults(func=cmd_run_days)
 
     report = sub.add_parser("report", help="reports on demand").add_subparsers(dest="report", required=True)
     p = report.add_parser("monthly", help="gate, render and mail a month's risk-warning report")
@@ -409,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("airflow", help="run Airflow with its UI and REST API on this machine (make airflow)")
     p.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: loopback only)")
     p.add_argument("--port", type=int, default=8080)
+    _executor_arguments(p)
     p.set_defaults(func=cmd_airflow)
 
     p = sub.add_parser("db-url", help="print the warehouse URL (starts the embedded server if needed)")

@@ -2,6 +2,8 @@
 
 This is what `make demo` does on a fresh machine: no scheduler, but the real
 DAGs, the real Airflow metadata database, real task instances and XComs.
+With `executor="celery"` the same sequence of DAG runs goes to a CeleryExecutor
+cluster instead (xinfang.orchestration.cluster), triggered through its REST API.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -123,20 +125,73 @@ def online_platform(first: date, last: date) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+DAG_IDS = (
+    "hotline_ingest",
+    "online_petition_ingest",
+    "grid_ingest",
+    "warehouse_transform",
+    "monthly_risk_report",
+    "province_extract_daily",
+    "halfyear_work_summary",
+)
+
+# Runs one DAG run to success or raises: (dag_id, logical date or None for an asset-triggered DAG).
+DagRunner = Callable[[str, datetime | None], None]
+
+
+@contextmanager
+def dag_runner(settings: Settings, executor: str = "local", *, workers: int = 2) -> Iterator[DagRunner]:
+    """Where the DAG runs happen: `local`, `dag.test()` in this process; `celery`, a CeleryExecutor
+    cluster with `workers` workers (xinfang.orchestration.cluster), each run triggered through
+    the REST API in the same order, with the scheduler creating none of its own."""
+    if executor == "local":
+        dags = load_dags(settings)
+        yield lambda dag_id, logical_date: run_dag(dags[dag_id], logical_date=logical_date)
+        return
+    if executor != "celery":
+        raise ValueError(f"unknown executor {executor!r} (local or celery)")
+    from xinfang.orchestration.cluster import celery_cluster, free_port
+
+    with celery_cluster(workers=workers, port=free_port(), scheduled=False) as cluster:
+        cluster.unpause(list(DAG_IDS))
+
+        def run(dag_id: str, logical_date: datetime | None) -> None:
+            try:
+                cluster.run(dag_id, logical_date)
+            except RuntimeError as exc:
+                raise DagRunFailed(str(exc)) from exc
+
+        yield run
+
+
+def ingest_days(days: list[date], run: DagRunner) -> None:
+    """The three ingestion DAGs for each day, the grid system's clock moved along with them."""
+    from xinfang.orchestration.schedules import ingest_run_time
+    from xinfang.sim import grid_system
+
+    for day in days:
+        # The grid system lives on by itself; here its clock is moved to the end of each day.
+        end_of_day = datetime.combine(day, time(23, 59, 59))
+        if grid_system.clock(grid_system.source_url()) < end_of_day:
+            grid_system.advance_to(end_of_day)
+        for dag_id in ("hotline_ingest", "online_petition_ingest", "grid_ingest"):
+            run(dag_id, ingest_run_time(day))
+
+
 def run_month(
-    month: date, settings: Settings, *, history_months: int = 1, import_from: date | None = HISTORY_START
+    month: date,
+    settings: Settings,
+    *,
+    history_months: int = 1,
+    import_from: date | None = HISTORY_START,
+    executor: str = "local",
+    workers: int = 2,
 ) -> MonthRun:
     """Import the sources' history from `import_from` (once; see xinfang.ingest.history), ingest
     every day of `month` and of `history_months` before it through the daily DAGs, then
     transform, and gate, model, publish and mail the report of each of those months; when
     `month` ends a half-year (June, December), also the half-year work summary."""
-    from xinfang.orchestration.schedules import (
-        daily_extract_run_time,
-        halfyear_run_time,
-        ingest_run_time,
-        report_run_time,
-    )
-    from xinfang.sim import grid_system
+    from xinfang.orchestration.schedules import daily_extract_run_time, halfyear_run_time, report_run_time
     from xinfang.sim.hotline import SimConfig, write_exports
     from xinfang.sim.world import build_world, write_ground_truth
 
@@ -148,36 +203,31 @@ def run_month(
     # For evaluating the risk warnings later; nothing in the pipeline reads it.
     write_ground_truth(build_world(), settings.data_dir / "sim" / "ground_truth.json")
 
-    dags = load_dags(settings)
     imported = import_from is not None and import_from < days[0]
-    with online_platform(import_from if imported else days[0], days[-1]):
+    summaries = {}
+    with (
+        online_platform(import_from if imported else days[0], days[-1]),
+        dag_runner(settings, executor, workers=workers) as run,
+    ):
         if imported:
             from xinfang.ingest.history import import_history
 
             import_history(settings, import_from, days[0] - timedelta(days=1))
-        for day in days:
-            # The grid system lives on by itself; here its clock is moved to the end of each day.
-            end_of_day = datetime.combine(day, time(23, 59, 59))
-            if grid_system.clock(grid_system.source_url()) < end_of_day:
-                grid_system.advance_to(end_of_day)
-            run_time = ingest_run_time(day)
-            for dag_id in ("hotline_ingest", "online_petition_ingest", "grid_ingest"):
-                run_dag(dags[dag_id], logical_date=run_time)
-    # Asset-triggered runs have no logical date in Airflow 3.
-    run_dag(dags["warehouse_transform"], logical_date=None)
-    # Every month's report, oldest first: each follows up the warnings of the month before.
-    for report_month in _months(first, month):
-        run_dag(dags["monthly_risk_report"], logical_date=report_run_time(report_month))
-    # The province's side: validate what arrived in the drop folder and acknowledge it; then the
-    # daily extract of the month's last day, whose follow-up task records those acknowledgements.
-    province_checks = acknowledge_dropfolder(settings.province_dropfolder)
-    run_dag(dags["province_extract_daily"], logical_date=daily_extract_run_time(days[-1]))
+        ingest_days(days, run)
+        # Asset-triggered runs have no logical date in Airflow 3.
+        run("warehouse_transform", None)
+        # Every month's report, oldest first: each follows up the warnings of the month before.
+        for report_month in _months(first, month):
+            run("monthly_risk_report", report_run_time(report_month))
+        # The province's side: validate what arrived in the drop folder and acknowledge it; then the
+        # daily extract of the month's last day, whose follow-up task records those acknowledgements.
+        province_checks = acknowledge_dropfolder(settings.province_dropfolder)
+        run("province_extract_daily", daily_extract_run_time(days[-1]))
+        if month.month in (6, 12):
+            half_year = f"{month.year}H{1 if month.month == 6 else 2}"
+            run("halfyear_work_summary", halfyear_run_time(half_year))
+            summaries["summary"] = settings.output_dir / "reports" / half_year
     label = f"{month:%Y-%m}"
-    summaries = {}
-    if month.month in (6, 12):
-        half_year = f"{month.year}H{1 if month.month == 6 else 2}"
-        run_dag(dags["halfyear_work_summary"], logical_date=halfyear_run_time(half_year))
-        summaries["summary"] = settings.output_dir / "reports" / half_year
     return MonthRun(
         month=month,
         ingest_runs=len(days) * 3,
@@ -191,6 +241,23 @@ def run_month(
             "quality": settings.output_dir / "quality" / label,
         },
     )
+
+
+def run_days(
+    first: date, last: date, settings: Settings, *, executor: str = "local", workers: int = 2
+) -> int:
+    """The daily cycle over [first, last] with no history: each day's three ingestion DAGs, then
+    the warehouse rebuild and the province's daily extract of `last`. Returns the DAG runs made."""
+    from xinfang.orchestration.schedules import daily_extract_run_time
+    from xinfang.sim.hotline import SimConfig, write_exports
+
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    write_exports(first, last, settings.hotline_landing_dir, SimConfig())
+    with online_platform(first, last), dag_runner(settings, executor, workers=workers) as run:
+        ingest_days(days, run)
+        run("warehouse_transform", None)
+        run("province_extract_daily", daily_extract_run_time(last))
+    return len(days) * 3 + 2
 
 
 def acknowledge_dropfolder(dropfolder: Path) -> list[str]:

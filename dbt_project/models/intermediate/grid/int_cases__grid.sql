@@ -2,7 +2,9 @@
 
 -- Screening events that stayed with the grid (not escalated to a petition):
 -- matters of their own, in the shape of fct_cases. An escalated event is
--- part of the petition that points at it.
+-- part of the petition that points at it, once that petition is loaded: until
+-- then (the platform delivers it a day later, or it predates the history
+-- loaded) the event stays a grid matter, as int_matters__petition_map has it.
 with escalated as (
 
     select grid_event_id from {{ ref('stg_online__petitions') }}
@@ -72,6 +74,4 @@ left join calendar as reported_day
     on events.reported_date = reported_day.date_day
 left join calendar as resolved_day
     on events.resolved_date = resolved_day.date_day
-where
-    events.escalated_petition_no is null
-    and events.event_id not in (select escalated.grid_event_id from escalated)
+where events.event_id not in (select escalated.grid_event_id from escalated)
