@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import itertools
 import json
 import re
 import stat
@@ -47,6 +48,7 @@ _MOBILE = re.compile(r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?
 _STREET_ADDRESS = re.compile(r"[路街巷道弄村组]\d+号|(?<!\d)\d+(?:栋|幢|单元|室)")
 # The one column allowed to stand for a person: the province-keyed HMAC.
 _PSEUDONYM_COLUMNS = {"person_key"}
+_SCAN_BLOCK_CHARS = 1 << 24  # whole lines, about 16 M characters a block
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 _PERSONAL_COLUMN = re.compile(
     r"name$|phone|mobile|tel$|address|addr|id_number|id_card|idcard|identity|email|caller|petitioner"
@@ -344,24 +346,34 @@ def _scan_csv(report: ValidationReport, file_name: str) -> None:
                             f"{file_name} 第{row_number}行 字段 {header[i]}",
                             "假名编码应为64位十六进制HMAC值（值不显示）",
                         )
-    # One regular-expression pass per pattern over the whole file finds the candidate lines
+    # One regular-expression pass per pattern over a block of lines finds the candidate lines
     # (almost always none); only those are parsed to name the field. A line is a CSV row
     # here: the published schema has no free-text column that could hold a line break.
-    text = path.read_text(encoding="utf-8")
-    starts = _line_starts(text)
-    for line_number in _hit_lines(text, starts):
-        line = text[starts[line_number - 1] : starts[line_number] if line_number < len(starts) else None]
-        row = next(csv.reader([line]), [])
-        named = False
-        for column, value in zip(header, row, strict=False):
-            what = None if column in _PSEUDONYM_COLUMNS else _personal_pattern(value)
-            if what:
-                named = True
-                report.add(
-                    "privacy", f"{file_name} 第{line_number}行 字段 {column}", f"疑似{what}（值不显示）"
-                )
-        if not named:
-            report.add("privacy", f"{file_name} 第{line_number}行", "疑似个人信息（值不显示）")
+    # Blocks, not the whole file: a full package's CSV holds millions of rows, and a str of
+    # Chinese text takes two to four bytes a character.
+    with open(path, encoding="utf-8", newline="") as fh:
+        before = 0  # lines of the earlier blocks
+        while lines := fh.readlines(_SCAN_BLOCK_CHARS):
+            text = "".join(lines)
+            starts = list(itertools.accumulate((len(line) for line in lines[:-1]), initial=0))
+            for number in _hit_lines(text, starts):
+                _name_hit(report, file_name, header, lines[number - 1], before + number)
+            before += len(lines)
+
+
+def _name_hit(
+    report: ValidationReport, file_name: str, header: list[str], line: str, line_number: int
+) -> None:
+    """Report a candidate line by the fields that hold the pattern (never the value)."""
+    row = next(csv.reader([line]), [])
+    named = False
+    for column, value in zip(header, row, strict=False):
+        what = None if column in _PSEUDONYM_COLUMNS else _personal_pattern(value)
+        if what:
+            named = True
+            report.add("privacy", f"{file_name} 第{line_number}行 字段 {column}", f"疑似{what}（值不显示）")
+    if not named:
+        report.add("privacy", f"{file_name} 第{line_number}行", "疑似个人信息（值不显示）")
 
 
 def _line_starts(text: str) -> list[int]:
