@@ -108,8 +108,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not (settings.dbt_target_dir / "manifest.json").exists():
         print("dbt manifest missing: run `xinfang setup` (make demo does) first", file=sys.stderr)
         return 2
-    # The metadata database lives in the data folder, which may be new (another XINFANG_DATA_DIR).
-    migrate_airflow_db()
+    # The metadata database lives in the data folder, which may be new (another XINFANG_DATA_DIR);
+    # a Celery cluster keeps its own in PostgreSQL and migrates that itself.
+    if args.executor == "local":
+        migrate_airflow_db()
     result = run_month(
         args.month,
         settings,

@@ -58,9 +58,9 @@ def _psycopg2_url(libpq_url: str, scheme: str = "postgresql+psycopg2") -> str:
     return db.sqlalchemy_url(libpq_url).replace("postgresql+psycopg://", f"{scheme}://", 1)
 
 
-def celery_env(*, port: int, warehouse_url: str, broker_url: str, queue: str) -> dict[str, str]:
-    """Settings every component of one cluster shares (on top of runtime.apply's)."""
-    metadata = metadata_database(warehouse_url)
+def celery_env(*, port: int, metadata: str, broker_url: str, queue: str) -> dict[str, str]:
+    """Settings every component of one cluster shares (on top of runtime.apply's); `metadata`:
+    libpq URL of Airflow's metadata database."""
     airflow_bin = Path(sys.executable).parent
     return {
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -253,7 +253,8 @@ def celery_cluster(
     warehouse_url = os.environ["XINFANG_DATABASE_URL"]
     queue = f"xinfang-{secrets.token_hex(4)}"
     broker_url = broker_url or os.environ.get("XINFANG_CELERY_BROKER_URL", DEFAULT_BROKER_URL)
-    env = os.environ | celery_env(port=port, warehouse_url=warehouse_url, broker_url=broker_url, queue=queue)
+    metadata = metadata_database(warehouse_url)
+    env = os.environ | celery_env(port=port, metadata=metadata, broker_url=broker_url, queue=queue)
     if not scheduled:
         env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
     home = Path(env["AIRFLOW_HOME"])
@@ -266,7 +267,7 @@ def celery_cluster(
         api=AirflowApi(f"http://127.0.0.1:{port}"),
         home=home,
         queue=queue,
-        metadata_url=metadata_database(warehouse_url),
+        metadata_url=metadata,
         broker_url=broker_url,
         workers=[f"{name}@{queue}" for name in names],
     )
