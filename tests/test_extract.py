@@ -7,9 +7,11 @@ real extract is checked in test_e2e_pipeline.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -392,6 +394,96 @@ def test_personal_data_in_any_cell_stops_the_build(
     assert f"ext_province__matters.csv 第3行 字段 category_name：疑似{what}" in findings[0]
     assert value not in message  # the finding never repeats the personal data
     assert list(tmp_path.iterdir()) == []  # nothing published
+
+
+@pytest.mark.parametrize("block_chars", [None, 80])
+@pytest.mark.parametrize("quoted", [False, True], ids=["split", "csv"])
+def test_a_pseudonym_that_is_no_province_hmac_stops_the_build(
+    conn, tmp_path, monkeypatch, quoted, block_chars
+) -> None:
+    """Read by splitting lines, or by the csv module where a quoted cell (a comma) requires it."""
+    if block_chars:
+        from xinfang.extract import validate
+
+        monkeypatch.setattr(validate, "_SCAN_BLOCK_CHARS", block_chars)
+    (key, category), *_ = conn.execute(
+        "SELECT person_key, category_name FROM marts.ext_province__matters WHERE matter_id = 'WG-4'"
+    ).fetchall()
+    conn.execute(
+        "UPDATE marts.ext_province__matters SET person_key = 'not-a-key', category_name = %s"
+        " WHERE matter_id = 'WG-4'",
+        ("劳动,社保" if quoted else category,),
+    )
+    try:
+        with pytest.raises(ExtractError) as caught:
+            _build(conn, Period.month(date(2025, 6, 1)), tmp_path)
+    finally:
+        conn.execute(
+            "UPDATE marts.ext_province__matters SET person_key = %s, category_name = %s"
+            " WHERE matter_id = 'WG-4'",
+            (key, category),
+        )
+    message = str(caught.value)
+    assert "ext_province__matters.csv 第3行 字段 person_key：假名编码应为64位十六进制HMAC值" in message, (
+        message
+    )
+    assert len([line for line in message.splitlines() if "假名编码" in line]) == 1
+    assert "not-a-key" not in message
+
+
+def test_the_fast_privacy_scan_finds_the_lines_the_patterns_find() -> None:
+    """The scan searches each pattern's core first; on any text it must mark the lines the
+    patterns themselves mark over the whole text (the slow, obvious way)."""
+    from xinfang.extract import validate
+
+    def obvious(text: str) -> list[int]:
+        starts = validate._line_starts(text)
+        hits = (
+            m
+            for p in (validate._ID_NUMBER, validate._MOBILE, validate._STREET_ADDRESS)
+            for m in p.finditer(text)
+        )
+        return sorted({bisect.bisect_right(starts, m.start()) for m in hits if validate._is_personal(m)})
+
+    pieces = [
+        "13812345678",
+        "+86 138-1234-5678",
+        "0086-13912345678",
+        "86 139 1234 5678",
+        "138\n1234 5678",
+        "110105199001010021",
+        "110105199001010022",
+        "１１０１０５１９９００１０１００２１",
+        "130503670401001",
+        "人民路12号",
+        "3栋2单元501室",
+        "12单元",
+        "江东街道",
+        "GD2025060100123",
+        "ab" * 32,
+        "2025-06-30T08:00:00",
+        "1",
+        "9",
+        "-",
+        " ",
+        ",",
+        "\n",
+        "X",
+        "a",
+        "f",
+        "+",
+        "号",
+        "路",
+        "室",
+        "０",
+    ]
+    rng = random.Random(20251128)
+    marked = 0
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+        assert validate._hit_lines(text) == obvious(text), text
+        marked += len(obvious(text))
+    assert marked > 200  # the texts do hold personal data, on many lines
 
 
 def test_an_id_shaped_number_failing_its_check_digit_is_not_flagged(conn, tmp_path) -> None:

@@ -22,7 +22,8 @@ def add_arguments(extract: argparse._SubParsersAction, month_type, day_type) -> 
         help="check a received extract package (schema, keys, checksums, no personal data)",
         description=(
             "校验省信访局收到的标准化抽取数据包：清单与SHA-256校验和、模式版本与表结构、"
-            "数据类型与主外键（Frictionless）、个人信息扫描。PATH 为数据包目录，或存放多个数据包的收件目录。"
+            "数据类型、取值范围与主外键（Table Schema）、个人信息扫描。"
+            "PATH 为数据包目录，或存放多个数据包的收件目录。"
         ),
     )
     p.add_argument("path", type=Path, help="a package folder, or an inbox folder holding packages")
@@ -32,6 +33,12 @@ def add_arguments(extract: argparse._SubParsersAction, month_type, day_type) -> 
         help="write <package>.ack.json beside each package (accepted/rejected), as the receiver does",
     )
     p.add_argument("--json", type=Path, help="also write the findings as JSON to this file")
+    p.add_argument(
+        "--engine",
+        choices=("stream", "frictionless"),
+        default="stream",
+        help="data check: stream (bounded memory, for full packages) or frictionless (the reference)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = extract.add_parser("schema", help="generate the published schema from the dbt models")
@@ -82,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{args.path}：未找到数据包（应为含 {MANIFEST_NAME} 的目录，或存放数据包的目录）", file=sys.stderr
         )
         return 2
-    reports = [validate_package(p) for p in packages]
+    reports = [validate_package(p, engine=args.engine) for p in packages]
     for report in reports:
         print(report.text())
         print()

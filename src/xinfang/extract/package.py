@@ -351,7 +351,26 @@ def _check_columns(cur: psycopg.Cursor, relation: str, fields: list[dict[str, An
 
 
 def csv_data_rows(path: Path) -> int:
-    """Records of a CSV file after its header row."""
+    """Records of a CSV file after its header row.
+
+    A record spans lines only inside quotes, so in a file with no quote character
+    and no carriage return (what COPY writes for the published columns) the line
+    feeds count the records, at the speed of reading the file; any other file is
+    counted by the csv module, which parses every field.
+    """
+    with open(path, "rb") as fh:
+        line_feeds, last = 0, b""
+        while chunk := fh.read(1 << 24):
+            if b'"' in chunk or b"\r" in chunk:
+                return _csv_records(path)
+            line_feeds += chunk.count(b"\n")
+            last = chunk[-1:]
+    if not last:
+        raise ExtractError(f"{path.name}: empty file, no header row")
+    return line_feeds + (last != b"\n") - 1
+
+
+def _csv_records(path: Path) -> int:
     # newline="" lets the csv module handle line breaks inside quoted fields.
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh, strict=True)

@@ -39,6 +39,9 @@ _IDENTITIES = {
 }
 
 
+_FETCH_ROWS = 50_000
+
+
 class PersonKeyError(RuntimeError):
     """The identities in restricted do not reproduce the city's person keys."""
 
@@ -68,31 +71,38 @@ def refresh(conn: psycopg.Connection, *, pii_key: bytes, province_key: bytes) ->
     Idempotent: a second call adds nothing.
     """
     current = key_id(province_key)
-    added: dict[str, str] = {}
+    added = 0
     with conn.transaction(), conn.cursor() as cur:
         # One refresh at a time: the rows are keyed by person_key, and two writers would collide.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('xinfang.province_person_keys'))")
         cur.execute("DELETE FROM raw.province_person_keys WHERE key_id <> %s", (current,))
         replaced = cur.rowcount
-        for table, query in _IDENTITIES.items():
-            cur.execute(query, {"key_id": current})
-            for person_key, identifier in cur.fetchall():
-                if identifier is None or pii.person_key(identifier, pii_key) != person_key:
-                    # The values are personal data: name the table and count only.
-                    raise PersonKeyError(
-                        f"{table}: a stored identifier does not reproduce its person_key under the "
-                        "current XINFANG_PII_KEY (was the key changed after ingestion?)"
-                    )
-                added.setdefault(person_key, province_person_key(identifier, province_key))
-        with cur.copy(
-            "COPY raw.province_person_keys (person_key, province_person_key, key_id) FROM STDIN"
-        ) as copy:
-            for person_key, pkey in added.items():
-                copy.write_row((person_key, pkey, current))
+        for number, (table, query) in enumerate(_IDENTITIES.items()):
+            # A server-side cursor: the first refresh meets every caller of the history (10
+            # million at scale), and one fetchall would hold them all in memory. The second query's
+            # anti-join sees the first's rows, so a person in both tables is keyed once.
+            with conn.cursor(name=f"xinfang_identities_{number}") as source:
+                source.execute(query, {"key_id": current})
+                while batch := source.fetchmany(_FETCH_ROWS):
+                    keys = []
+                    for person_key, identifier in batch:
+                        if identifier is None or pii.person_key(identifier, pii_key) != person_key:
+                            # The values are personal data: name the table and count only.
+                            raise PersonKeyError(
+                                f"{table}: a stored identifier does not reproduce its person_key under "
+                                "the current XINFANG_PII_KEY (was the key changed after ingestion?)"
+                            )
+                        keys.append((person_key, province_person_key(identifier, province_key), current))
+                    with cur.copy(
+                        "COPY raw.province_person_keys (person_key, province_person_key, key_id) FROM STDIN"
+                    ) as copy:
+                        for row in keys:
+                            copy.write_row(row)
+                    added += len(keys)
     log.info(
         "province person keys (key %s): %d added, %d made with another key replaced",
         current,
-        len(added),
+        added,
         replaced,
     )
-    return RefreshResult(current, len(added), replaced)
+    return RefreshResult(current, added, replaced)

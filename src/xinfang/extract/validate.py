@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from xinfang.extract import schema as published
+from xinfang.extract import table_check
 from xinfang.extract.package import (
     CHANGELOG_NAME,
     DESCRIPTOR_NAME,
@@ -40,15 +41,33 @@ from xinfang.extract.package import (
 )
 
 # Resident ID numbers (18 characters with their GB 11643 check digit, or the old 15-digit
-# form), mobile numbers as people write them (13812345678, 138-1234-5678, +86 138 1234 5678)
-# and street addresses; each standing alone, not inside a longer code or a hex key.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+# form; in ASCII or full-width digits, as Chinese input methods write them), mobile numbers
+# as people write them (13812345678, 138-1234-5678, +86 138 1234 5678) and street
+# addresses; each standing alone, not inside a longer code or a hex key.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:[0-9０-９]{17}[0-9０-９Xx]|[0-9０-９]{15})(?![0-9A-Za-z])")
 _MOBILE = re.compile(r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?![0-9A-Za-z])")
 # (?<!\d): a match starts at the first digit of a run, not at every digit of a long one.
 _STREET_ADDRESS = re.compile(r"[路街巷道弄村组]\d+号|(?<!\d)\d+(?:栋|幢|单元|室)")
 # The one column allowed to stand for a person: the province-keyed HMAC.
 _PSEUDONYM_COLUMNS = {"person_key"}
 _SCAN_BLOCK_CHARS = 1 << 24  # whole lines, about 16 M characters a block
+# Each pattern's "core": a fast search (it starts with a literal or a character class, so the
+# regular-expression engine skips ahead instead of trying the pattern at every character)
+# that matches within every match of the pattern. Only lines near a core's match are searched
+# with the pattern itself: a third of the time on a full package (measured on one block).
+_SCANS = (
+    # The lookaheads hold for every match too (an ID's 16th character is a digit or ends it; a
+    # mobile number ends its match) and skip the digit runs of pseudonyms' hex, by far the most
+    # frequent false start.
+    (_ID_NUMBER, (re.compile(r"[0-9０-９]{15}(?![A-Za-z])"),)),
+    (_MOBILE, (re.compile(r"1[3-9]\d(?:[\s-]?\d{4}){2}(?![0-9A-Za-z])"),)),
+    (
+        _STREET_ADDRESS,
+        (re.compile(r"[路街巷道弄村组]\d+号"), re.compile(r"[栋幢室](?<=\d.)"), re.compile(r"单元(?<=\d..)")),
+    ),
+)
+_CORE_REACH = 24  # a match starts at most this far before its core (the mobile's +86 prefix)
+_MATCH_REACH = 64  # and ends at most this far past the end of the line it starts on
 _PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
 _PERSONAL_COLUMN = re.compile(
     r"name$|phone|mobile|tel$|address|addr|id_number|id_card|idcard|identity|email|caller|petitioner"
@@ -79,7 +98,7 @@ _MAX_FINDINGS_PER_CHECK = 50
 CHECKS = {
     "manifest": "清单与校验和（SHA-256、字节数、行数）",
     "schema": "模式版本与表结构（对照已发布模式）",
-    "data": "数据类型、必填、主键、外键（Frictionless）",
+    "data": "数据类型、必填、取值范围、主键、外键（表结构规范 Table Schema）",
     "privacy": "个人信息扫描（身份证号、手机号、门牌地址、敏感字段名）",
 }
 
@@ -145,17 +164,20 @@ def verify_checksums(path: Path) -> list[Finding]:
     return report.findings
 
 
-def validate_package(path: Path, *, expected_name: str | None = None) -> ValidationReport:
+def validate_package(
+    path: Path, *, expected_name: str | None = None, engine: str = "stream"
+) -> ValidationReport:
     """Run the four checks in order; a check runs only if the ones before it passed.
 
     The order matters: files failing their checksum are not opened further, and
-    Frictionless reads only what the schema check has vetted.
+    Frictionless reads only what the schema check has vetted. ``engine`` picks the data
+    check's implementation (see _check_data); both report the same errors.
     """
     report = ValidationReport(Path(path))
     steps: list[tuple[str, Callable[[ValidationReport], None]]] = [
         ("manifest", lambda r: _check_manifest(r, expected_name=expected_name)),
         ("schema", _check_schema),
-        ("data", _check_data),
+        ("data", lambda r: _check_data(r, engine=engine)),
         ("privacy", _check_privacy),
     ]
     for check, step in steps:
@@ -290,7 +312,28 @@ def _check_schema(report: ValidationReport) -> None:
         report.add("schema", MANIFEST_NAME, f"数据文件 {stray} 不是描述文件中的资源")
 
 
-def _check_data(report: ValidationReport) -> None:
+def _check_data(report: ValidationReport, *, engine: str = "stream") -> None:
+    """Types, constraints and keys of every data file.
+
+    ``stream`` (xinfang.extract.table_check) checks the published schemas in bounded
+    memory; Frictionless, the reference, takes a schema that uses more than it
+    implements, or when asked for (``engine="frictionless"``).
+    """
+    descriptor = json.loads((report.path / DESCRIPTOR_NAME).read_text(encoding="utf-8"))
+    resources = descriptor["resources"]
+    if engine == "frictionless" or table_check.unsupported(resources):
+        _check_data_frictionless(report)
+        return
+    for error in table_check.check(report.path, resources):
+        location = error.file
+        if error.row:
+            location += f" 第{error.row}行"
+        if error.field:
+            location += f" 字段 {error.field}"
+        report.add("data", location, f"{error.type}：{error.note}")
+
+
+def _check_data_frictionless(report: ValidationReport) -> None:
     from frictionless import Package, system
 
     # Not trusted: Frictionless itself also refuses absolute and parent paths.
@@ -335,17 +378,6 @@ def _scan_csv(report: ValidationReport, file_name: str) -> None:
     with open(path, encoding="utf-8", newline="") as fh:
         header = next(csv.reader(fh), [])
     keys = [i for i, c in enumerate(header) if c in _PSEUDONYM_COLUMNS]
-    if keys:
-        with open(path, encoding="utf-8", newline="") as fh:
-            for row_number, row in enumerate(csv.reader(fh), start=1):
-                for i in keys:
-                    value = row[i] if row_number > 1 and i < len(row) else ""
-                    if value and not _PSEUDONYM.fullmatch(value):
-                        report.add(
-                            "privacy",
-                            f"{file_name} 第{row_number}行 字段 {header[i]}",
-                            "假名编码应为64位十六进制HMAC值（值不显示）",
-                        )
     # One regular-expression pass per pattern over a block of lines finds the candidate lines
     # (almost always none); only those are parsed to name the field. A line is a CSV row
     # here: the published schema has no free-text column that could hold a line break.
@@ -355,10 +387,41 @@ def _scan_csv(report: ValidationReport, file_name: str) -> None:
         before = 0  # lines of the earlier blocks
         while lines := fh.readlines(_SCAN_BLOCK_CHARS):
             text = "".join(lines)
+            for i in keys:
+                _check_pseudonyms(report, file_name, header[i], _column(lines, text, i, len(header)), before)
             starts = list(itertools.accumulate((len(line) for line in lines[:-1]), initial=0))
             for number in _hit_lines(text, starts):
                 _name_hit(report, file_name, header, lines[number - 1], before + number)
             before += len(lines)
+
+
+def _column(lines: list[str], text: str, i: int, width: int) -> list[str]:
+    """Column i of a block of lines; the csv module only where a quote makes it necessary."""
+    if '"' in text:
+        return [row[i] if i < len(row) else "" for row in csv.reader(lines)]
+    if i < width // 2:
+        return [(line.split(",", i + 1) + [""] * (i + 1))[i].rstrip("\r\n") for line in lines]
+    # From the right: the pseudonym is the last column of the published files.
+    k = width - i
+    return [p[-k] if len(p) >= k else "" for p in (line.rstrip("\r\n").rsplit(",", k) for line in lines)]
+
+
+def _check_pseudonyms(
+    report: ValidationReport, file_name: str, column: str, values: list[str], before: int
+) -> None:
+    """Each cell of a pseudonym column is a province-keyed HMAC (64 hex digits) or empty."""
+    if before == 0:
+        values[0] = ""  # the header
+    bad = {v for v in set(values) if v and not _PSEUDONYM.fullmatch(v)}
+    if not bad:
+        return
+    for number, value in enumerate(values, start=before + 1):
+        if value in bad:
+            report.add(
+                "privacy",
+                f"{file_name} 第{number}行 字段 {column}",
+                "假名编码应为64位十六进制HMAC值（值不显示）",
+            )
 
 
 def _name_hit(
@@ -381,10 +444,25 @@ def _line_starts(text: str) -> list[int]:
 
 
 def _hit_lines(text: str, starts: list[int] | None = None) -> list[int]:
+    """Numbers (from 1) of the lines on which a match of a personal pattern starts."""
     starts = starts if starts is not None else _line_starts(text)
-    # Three passes are faster than one alternation of the three patterns.
-    hits = (m for p in (_ID_NUMBER, _MOBILE, _STREET_ADDRESS) for m in p.finditer(text))
-    return sorted({bisect.bisect_right(starts, m.start()) for m in hits if _is_personal(m)})
+    hits: set[int] = set()
+    for pattern, cores in _SCANS:
+        candidates: set[int] = set()
+        for core in cores:
+            for m in core.finditer(text):
+                first = bisect.bisect_right(starts, max(0, m.start() - _CORE_REACH))
+                candidates.update(range(first, bisect.bisect_right(starts, m.end()) + 1))
+        for line in sorted(candidates - hits):
+            begin = starts[line - 1]
+            end = starts[line] if line < len(starts) else len(text)
+            for m in pattern.finditer(text, begin, min(len(text), end + _MATCH_REACH)):
+                if m.start() >= end:
+                    break
+                if _is_personal(m):
+                    hits.add(line)
+                    break
+    return sorted(hits)
 
 
 def _is_personal(match: re.Match[str]) -> bool:
