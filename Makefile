@@ -28,8 +28,9 @@ lint:
 test-setup:
 	@XINFANG_BOOTSTRAP_TESTS=1 scripts/bootstrap.sh
 
+# Two xdist workers (TEST_WORKERS=...), whole modules each: see tests/conftest.py.
 test: test-setup lint
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(or $(TEST_WORKERS),2) --dist loadfile
 
 # Ingest ratios, then the whole pipeline at each scale; table on stdout, bench/results/scale.json.
 bench: setup

@@ -133,3 +133,17 @@ def smtp_server() -> Iterator[tuple[RecordingHandler, int]]:
         yield handler, port
     finally:
         controller.stop()
+
+
+# The longest modules first: `make test` runs the suite on two xdist workers, one module per
+# worker at a time (--dist loadfile, so a module's fixtures are built once), and the suite
+# takes at least as long as its longest module; started last, it would run alone at the end.
+_LONGEST_FIRST = ("test_e2e_pipeline.py", "test_distributed_run.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module stays
