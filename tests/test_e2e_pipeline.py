@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -54,8 +55,24 @@ def _env(database_url: str, data: Path, output: Path) -> dict[str, str]:
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     # A hang guard, not a timing goal: the demo shares two cores with the other xdist worker
-    # (it took 754 s alone; it ran past 900 s beside other modules and a benchmark).
-    return subprocess.run([XINFANG, *args], env=env, capture_output=True, text=True, timeout=2400)
+    # (it took 754 s alone; it ran past 900 s beside other modules and a benchmark). On a
+    # timeout the whole process group goes: killing the demo alone left its online platform
+    # simulator running (seen once).
+    with subprocess.Popen(
+        [XINFANG, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=2400)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

@@ -550,6 +550,32 @@ def test_events_of_unknown_petitions_fail_with_their_keys(warehouse, tmp_path):
     assert "petition_no=XF-ORPHAN-0001" in str(error)
 
 
+def test_timeline_rows_of_unknown_cases_and_unknown_work_orders_fail_with_their_keys(warehouse, tmp_path):
+    """The two orphan checks whose parent is large (cases, work orders) read only the keys asked for."""
+    _sql(
+        warehouse,
+        "INSERT INTO marts.fct_case_events VALUES "
+        "('XF-ORPHAN-0002', 1, 'petition', 'XF-ORPHAN-0002', 1, '登记', '2025-06-15 10:00', NULL)",
+    )
+    # More than the 5 % allowed for timing between systems: every June petition names a work order
+    # the hotline never exported.
+    _sql(
+        warehouse,
+        "UPDATE raw.online_petitions SET hotline_work_order_no = 'GD-UNKNOWN-' || petition_no "
+        "WHERE registered_at >= '2025-06-01'",
+    )
+    results, _ = _gate(warehouse, tmp_path / "out")
+    assert {("fct_case_events", 2), ("raw_online_petitions", 12)} <= _failed(results)
+    events = _check(results, "fct_case_events", 2)
+    assert events.unexpected_count == 1
+    assert events.details["sample"] == [{"case_id": "XF-ORPHAN-0002", "event_number": 1}]
+    petitions = _check(results, "raw_online_petitions", 12)
+    june = _sql(warehouse, "SELECT count(*) FROM raw.online_petitions WHERE registered_at >= '2025-06-01'")[
+        0
+    ][0]
+    assert petitions.unexpected_count == june > 0
+
+
 def test_fact_keys_missing_from_their_dimension_fail(warehouse, tmp_path):
     _sql(
         warehouse,
