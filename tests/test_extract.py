@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from xinfang import pii
 from xinfang.config import BUREAU_TZ
@@ -356,6 +357,27 @@ def test_schema_drift_stops_the_build(conn, tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _refused_build(conn, tmp_path, monkeypatch, block_chars: int | None, **values: str) -> str:
+    """The error of a monthly build with matter WG-4's columns set to `values` (restored after),
+    the privacy scan reading blocks of `block_chars` (short blocks: one line each)."""
+    if block_chars:
+        from xinfang.extract import validate
+
+        monkeypatch.setattr(validate, "_SCAN_BLOCK_CHARS", block_chars)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in values)
+    where = "FROM marts.ext_province__matters WHERE matter_id = 'WG-4'"
+    before = conn.execute(sql.SQL("SELECT {} " + where).format(columns)).fetchone()
+    assignments = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values)
+    update = sql.SQL("UPDATE marts.ext_province__matters SET {} WHERE matter_id = 'WG-4'").format(assignments)
+    conn.execute(update, tuple(values.values()))
+    try:
+        with pytest.raises(ExtractError) as caught:
+            _build(conn, Period.month(date(2025, 6, 1)), tmp_path)
+    finally:
+        conn.execute(update, tuple(before))
+    return str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("value", "what"),
     [
@@ -374,21 +396,7 @@ def test_schema_drift_stops_the_build(conn, tmp_path) -> None:
 def test_personal_data_in_any_cell_stops_the_build(
     conn, tmp_path, monkeypatch, value, what, block_chars
 ) -> None:
-    if block_chars:
-        from xinfang.extract import validate
-
-        monkeypatch.setattr(validate, "_SCAN_BLOCK_CHARS", block_chars)
-    conn.execute(
-        "UPDATE marts.ext_province__matters SET category_name = %s WHERE matter_id = 'WG-4'", (value,)
-    )
-    try:
-        with pytest.raises(ExtractError) as caught:
-            _build(conn, Period.month(date(2025, 6, 1)), tmp_path)
-    finally:
-        conn.execute(
-            "UPDATE marts.ext_province__matters SET category_name = '劳动社保' WHERE matter_id = 'WG-4'"
-        )
-    message = str(caught.value)
+    message = _refused_build(conn, tmp_path, monkeypatch, block_chars, category_name=value)
     findings = [line for line in message.splitlines() if "疑似" in line]
     assert len(findings) == 1, message
     assert f"ext_province__matters.csv 第3行 字段 category_name：疑似{what}" in findings[0]
@@ -402,28 +410,8 @@ def test_a_pseudonym_that_is_no_province_hmac_stops_the_build(
     conn, tmp_path, monkeypatch, quoted, block_chars
 ) -> None:
     """Read by splitting lines, or by the csv module where a quoted cell (a comma) requires it."""
-    if block_chars:
-        from xinfang.extract import validate
-
-        monkeypatch.setattr(validate, "_SCAN_BLOCK_CHARS", block_chars)
-    (key, category), *_ = conn.execute(
-        "SELECT person_key, category_name FROM marts.ext_province__matters WHERE matter_id = 'WG-4'"
-    ).fetchall()
-    conn.execute(
-        "UPDATE marts.ext_province__matters SET person_key = 'not-a-key', category_name = %s"
-        " WHERE matter_id = 'WG-4'",
-        ("劳动,社保" if quoted else category,),
-    )
-    try:
-        with pytest.raises(ExtractError) as caught:
-            _build(conn, Period.month(date(2025, 6, 1)), tmp_path)
-    finally:
-        conn.execute(
-            "UPDATE marts.ext_province__matters SET person_key = %s, category_name = %s"
-            " WHERE matter_id = 'WG-4'",
-            (key, category),
-        )
-    message = str(caught.value)
+    values = {"person_key": "not-a-key"} | ({"category_name": "劳动,社保"} if quoted else {})
+    message = _refused_build(conn, tmp_path, monkeypatch, block_chars, **values)
     assert "ext_province__matters.csv 第3行 字段 person_key：假名编码应为64位十六进制HMAC值" in message, (
         message
     )

@@ -100,8 +100,6 @@ def unsupported(resources: list[dict[str, Any]]) -> list[str]:
                 found.append(f"{where}: format {fmt}")
             elif kind == "datetime" and "%" not in str(fmt):
                 found.append(f"{where}: format {fmt}")  # "default"/"any" use dateutil
-            if kind == "integer" and f.get("bareNumber", True) is not True:
-                found.append(f"{where}: bareNumber")
         for fk in schema.get("foreignKeys", []):
             if not isinstance(fk.get("fields"), list) or not isinstance(
                 fk.get("reference", {}).get("fields"), list
@@ -209,7 +207,7 @@ class _Table:
                 for fields, keys in self.keys.items():
                     parts = [checks[position[f]].key_values(columns[position[f]]) for f in fields]
                     values = parts[0] if len(parts) == 1 else list(zip(*parts, strict=True))
-                    null = _NULL_KEY(len(parts))
+                    null = _null_key(len(parts))
                     rows = numbers
                     if null in values:  # a key whose cells are all empty or invalid
                         present = [j for j, v in enumerate(values) if v != null]
@@ -328,7 +326,7 @@ class _Table:
                     yield number, parts
 
 
-def _NULL_KEY(width: int) -> Any:
+def _null_key(width: int) -> Any:
     """How a key whose fields are all empty looks after key_values (skipped, as Frictionless does)."""
     return None if width == 1 else (None,) * width
 
@@ -348,7 +346,6 @@ class _Column:
     """One field's rules, applied to a block's column at once."""
 
     def __init__(self, spec: dict[str, Any], missing: set[str]) -> None:
-        self.name = spec["name"]
         self.type = spec.get("type", "string")
         constraints = spec.get("constraints") or {}
         self.required = bool(constraints.get("required"))
